@@ -1,0 +1,1 @@
+"""The inbound path: read the body within limits, verify, parse, hand to the fan-out."""

@@ -1,0 +1,152 @@
+"""``POST {RELAY_WEBHOOK_PATH}``: every answer of the contract's table, and never a 500."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from relay.ingest.envelope import EnvelopeError, parse_envelope
+from relay.ingest.secrets import SecretSource
+from relay.ingest.signatures import SignatureError, Verifier
+from relay.observability import IngestMetrics
+from relay.streams.routes import Router
+from relay.streams.writer import Entry, FanoutWriter
+
+RETRY_AFTER_SECONDS = "5"
+
+log = structlog.get_logger("relay.ingest")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, reading at most ``limit + 1`` bytes whatever the framing (chunked too)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(status: int, document: dict[str, Any], *, retry_after: bool = False) -> web.Response:
+    response = web.Response(
+        status=status, body=orjson.dumps(document), content_type="application/json"
+    )
+    if retry_after:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+class IngestHandler:
+    def __init__(
+        self,
+        *,
+        verifier: Verifier,
+        secrets: SecretSource,
+        router: Router,
+        writer: FanoutWriter,
+        metrics: IngestMetrics,
+        max_body_bytes: int,
+    ) -> None:
+        self._verifier = verifier
+        self._secrets = secrets
+        self._router = router
+        self._writer = writer
+        self._metrics = metrics
+        self._limit = max_body_bytes
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        received_at = time.time_ns() // 1_000_000
+        self._metrics.received.inc()
+        fields: dict[str, Any] = {}
+        try:
+            response = await self._handle(request, received_at, fields)
+        except Exception:
+            # A bug, not an input: tell the sender to come back, keep the evidence.
+            log.exception("delivery_internal_error")
+            self._metrics.unavailable.labels("internal_error").inc()
+            fields["outcome"] = "internal_error"
+            response = _answer(503, {"status": "unavailable"}, retry_after=True)
+        elapsed = time.perf_counter() - started
+        self._metrics.latency.labels(str(response.status)).observe(elapsed)
+        log.info(
+            "delivery",
+            status=response.status,
+            latency_ms=round(elapsed * 1000, 3),
+            **fields,
+        )
+        return response
+
+    async def _handle(
+        self, request: web.Request, received_at: int, fields: dict[str, Any]
+    ) -> web.Response:
+        keys = self._secrets.keys
+        if not keys:
+            return self._unavailable(fields, "no_secret")
+        try:
+            body = await read_limited(request, self._limit)
+        except BodyTooLarge:
+            response = self._reject(fields, 413, "body_too_large")
+            response.force_close()  # the unread rest of the body is never read: close
+            return response
+        try:
+            message_id = self._verifier.verify(request.headers, body, keys, time.time())
+        except SignatureError as exc:
+            return self._reject(fields, 401, exc.reason)
+        fields["id"] = message_id
+        try:
+            envelope = parse_envelope(body)
+        except EnvelopeError as exc:
+            return self._reject(fields, 400, "invalid_body", detail=str(exc))
+        fields["_event"] = envelope.event
+
+        streams = self._router.streams_for(envelope.event, envelope.workflow_id)
+        entry = Entry(
+            id=message_id,
+            event=envelope.event,
+            payload=body,
+            received_at=received_at,
+            extraction_id=envelope.extraction_id,
+            workflow_id=envelope.workflow_id,
+        )
+        try:
+            written = await self._writer.write(entry, streams)
+        except RedisError as exc:
+            self._metrics.redis_errors.inc()
+            fields["error"] = type(exc).__name__
+            return self._unavailable(fields, "redis_unavailable")
+
+        new_entries = sum(result is not None for result in written)
+        self._metrics.entries_written.inc(new_entries)
+        outcome = "accepted" if new_entries else "duplicate"
+        (self._metrics.accepted if new_entries else self._metrics.duplicate).inc()
+        fields.update(outcome=outcome, streams=len(streams), written=new_entries)
+        return _answer(200, {"status": outcome, "id": message_id})
+
+    def _reject(
+        self, fields: dict[str, Any], status: int, reason: str, detail: str | None = None
+    ) -> web.Response:
+        self._metrics.rejected.labels(reason).inc()
+        fields.update(outcome="rejected", reason=reason)
+        document = {"status": "rejected", "reason": reason}
+        if detail:
+            document["detail"] = detail
+        return _answer(status, document)
+
+    def _unavailable(self, fields: dict[str, Any], reason: str) -> web.Response:
+        self._metrics.unavailable.labels(reason).inc()
+        fields.update(outcome="unavailable", reason=reason)
+        return _answer(503, {"status": "unavailable", "reason": reason}, retry_after=True)

@@ -1,0 +1,86 @@
+"""structlog and Prometheus set-up, shared by the relay and the workers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import orjson
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR}  # fmt: skip
+
+
+def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+    """JSON lines (or a console view for people) on stdout, one event a line."""
+    out = stream or sys.stdout
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if fmt == "console":
+        renderer: structlog.typing.Processor = structlog.dev.ConsoleRenderer(
+            colors=False, event_key="msg"
+        )
+        factory: Any = structlog.PrintLoggerFactory(out)
+    else:
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        factory = structlog.BytesLoggerFactory(out.buffer)
+    # The message goes under "msg" so that "event" can carry the webhook's event name,
+    # passed as ``_event=`` (a positional parameter of structlog's methods is "event").
+    renamer = structlog.processors.EventRenamer("msg", replace_by="_event")
+    structlog.configure(
+        processors=[*shared, renamer, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+    # aiohttp and redis log through the standard library; keep their warnings visible.
+    logging.basicConfig(level=max(LEVELS[level], logging.WARNING), stream=sys.stderr)
+
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class IngestMetrics:
+    """The relay's metrics, in a registry of their own so several apps can share a process."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "relay_deliveries_received", "Deliveries received on the webhook path.", registry=r
+        )
+        self.accepted = Counter(
+            "relay_deliveries_accepted", "Deliveries written to their streams.", registry=r
+        )
+        self.duplicate = Counter(
+            "relay_deliveries_duplicate", "Deliveries already relayed before.", registry=r
+        )
+        self.rejected = Counter(
+            "relay_deliveries_rejected", "Deliveries refused, by reason.", ["reason"], registry=r
+        )
+        self.unavailable = Counter(
+            "relay_deliveries_unavailable",
+            "Deliveries answered 503 (Redis down, no secret, shutting down), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "relay_redis_errors", "Redis errors on the delivery path.", registry=r
+        )
+        self.entries_written = Counter(
+            "relay_stream_entries_written", "Stream entries written by the fan-out.", registry=r
+        )
+        self.latency = Histogram(
+            "relay_request_duration_seconds",
+            "Time from request start to answer on the webhook path, by status.",
+            ["status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )

@@ -1,0 +1,1 @@
+"""Registration with AnyFormat: the stored subscription record and its signing secrets."""

@@ -1,0 +1,215 @@
+"""Builds the public and admin aiohttp apps from the settings, and runs them until SIGTERM.
+
+The public listener serves only ``POST {RELAY_WEBHOOK_PATH}``; health, readiness and
+metrics live on the admin port, which is never exposed to the internet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from relay import __version__
+from relay.ingest.handler import IngestHandler
+from relay.ingest.secrets import SecretSource
+from relay.ingest.signatures import Verifier, verifier_for
+from relay.observability import IngestMetrics
+from relay.redis_client import redis_from_settings
+from relay.settings import Settings
+from relay.streams.routes import Router
+from relay.streams.writer import FanoutWriter
+
+log = structlog.get_logger("relay.server")
+
+
+@dataclass
+class Relay:
+    """The long-lived parts of one relay process, built once and shared by every request."""
+
+    settings: Settings
+    redis: Redis
+    secrets: SecretSource
+    verifier: Verifier
+    router: Router
+    writer: FanoutWriter
+    metrics: IngestMetrics
+    draining: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Relay:
+        redis = redis_from_settings(settings)
+        verifier = verifier_for(settings)
+        metrics = IngestMetrics()
+        ProcessCollector(registry=metrics.registry)
+        return cls(
+            settings=settings,
+            redis=redis,
+            secrets=SecretSource(
+                settings.webhook_secrets,
+                verifier.key_for,
+                redis=redis,
+                prefix=settings.stream_prefix,
+                public_url=settings.public_url,
+            ),
+            verifier=verifier,
+            router=Router(settings.stream_prefix, settings.routes),
+            writer=FanoutWriter(
+                redis, maxlen=settings.stream_maxlen, dedupe_ttl=settings.dedupe_ttl
+            ),
+            metrics=metrics,
+        )
+
+    async def warm_up(self) -> None:
+        """Load the script and the stored secrets; Redis being down here is not fatal."""
+        try:
+            await self.writer.load_script()
+        except RedisError as exc:
+            log.warning("redis_unavailable_at_start", error=type(exc).__name__)
+        await self.secrets.refresh()
+
+    async def readiness(self) -> dict[str, str]:
+        problems = {}
+        if self.draining:
+            problems["shutdown"] = "draining"
+        if not self.secrets.keys:
+            problems["signing_keys"] = "none loaded"
+        try:
+            await self.redis.ping()
+        except RedisError as exc:
+            problems["redis"] = type(exc).__name__
+        return problems
+
+
+def build_public_app(relay: Relay) -> web.Application:
+    app = web.Application()
+    handler = IngestHandler(
+        verifier=relay.verifier,
+        secrets=relay.secrets,
+        router=relay.router,
+        writer=relay.writer,
+        metrics=relay.metrics,
+        max_body_bytes=relay.settings.max_body_bytes,
+    )
+    app.router.add_post(relay.settings.path, handler)
+    return app
+
+
+def build_admin_app(relay: Relay) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "version": __version__})
+
+    async def readyz(request: web.Request) -> web.Response:
+        problems = await relay.readiness()
+        if problems:
+            return web.json_response({"status": "not ready", **problems}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(relay.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
+
+
+class RelayServer:
+    """Both listeners of one relay process; ``relay run`` and the tests start it alike."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.relay = Relay.from_settings(settings)
+        # lingering_time=0: a refused body (413) is never read to its end.
+        self._public = web.AppRunner(
+            build_public_app(self.relay),
+            handle_signals=False,
+            access_log=None,
+            lingering_time=0,
+            shutdown_timeout=settings.shutdown_timeout,
+        )
+        self._admin = web.AppRunner(
+            build_admin_app(self.relay), handle_signals=False, access_log=None
+        )
+        self._refresher: asyncio.Task[None] | None = None
+        self.public_port = 0
+        self.admin_port = 0
+
+    async def start(self) -> None:
+        await self.relay.warm_up()
+        if self.relay.secrets.reads_record:
+            self._refresher = asyncio.create_task(
+                self.relay.secrets.run(self.settings.secret_refresh_interval)
+            )
+        await self._public.setup()
+        await self._admin.setup()
+        public = web.TCPSite(
+            self._public,
+            self.settings.host,
+            self.settings.port,
+            ssl_context=_ssl_context(self.settings),
+        )
+        admin = web.TCPSite(self._admin, self.settings.host, self.settings.admin_port)
+        await public.start()
+        await admin.start()
+        self.public_port = _bound_port(self._public)
+        self.admin_port = _bound_port(self._admin)
+        log.info(
+            "relay_started",
+            version=__version__,
+            port=self.public_port,
+            admin_port=self.admin_port,
+            path=self.settings.path,
+            scheme=self.settings.signature_scheme,
+            signing_keys=len(self.relay.secrets.keys),
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish (bounded), then release Redis."""
+        self.relay.draining = True
+        await self._public.cleanup()
+        await self._admin.cleanup()
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self.relay.redis.aclose()
+        log.info("relay_stopped")
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    raise RuntimeError("listener has no TCP address")
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    server = RelayServer(settings)
+    await server.start()
+    await stop.wait()
+    log.info("relay_stopping", in_flight_limit_s=settings.shutdown_timeout)
+    await server.stop()

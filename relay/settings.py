@@ -1,0 +1,235 @@
+"""One typed Settings object, read from the environment and an optional ``.env``.
+
+Every value is validated at start-up; :func:`describe_errors` turns a validation failure
+into one line per variable, naming it, for the CLI to print instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from relay.streams.keys import check_stream_name
+from relay.streams.routes import RoutesFile, load_routes_file
+
+DEFAULT_WEBHOOK_PATH = "/webhooks/anyformat"
+MAX_URL_LENGTH = 2083  # the provider's OpenAPI limit for webhook URLs
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def decode_standard_secret(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: base64 after the optional ``whsec_``."""
+    body = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not a Standard Webhooks secret (whsec_ + base64)") from None
+    if not key:
+        raise ValueError("is empty")
+    return key
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_by_name=True,
+        validate_by_alias=True,
+        frozen=True,
+    )
+
+    redis_url: str = Field("redis://localhost:6379/0", validation_alias="RELAY_REDIS_URL")
+    redis_cluster: bool = Field(False, validation_alias="RELAY_REDIS_CLUSTER")
+    redis_timeout: float = Field(5.0, gt=0, validation_alias="RELAY_REDIS_TIMEOUT")
+
+    public_url: str | None = Field(None, validation_alias="RELAY_PUBLIC_URL")
+    anyformat_api_key: SecretStr | None = Field(None, validation_alias="ANYFORMAT_API_KEY")
+    anyformat_base_url: str = Field(
+        "https://api.anyformat.ai", validation_alias="ANYFORMAT_BASE_URL"
+    )
+    events: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["extraction.completed", "extraction.failed"],
+        validation_alias="RELAY_EVENTS",
+        min_length=1,
+    )
+    self_register: bool = Field(True, validation_alias="RELAY_REGISTER")
+
+    webhook_secret: SecretStr | None = Field(None, validation_alias="RELAY_WEBHOOK_SECRET")
+    signature_scheme: Literal["standard", "hmac-sha256"] = Field(
+        "standard", validation_alias="RELAY_SIGNATURE_SCHEME"
+    )
+    signature_tolerance: int = Field(300, ge=0, validation_alias="RELAY_SIGNATURE_TOLERANCE")
+    hmac_header: str = Field("X-Signature", min_length=1, validation_alias="RELAY_HMAC_HEADER")
+    secret_refresh_interval: float = Field(
+        2.0, gt=0, validation_alias="RELAY_SECRET_REFRESH_INTERVAL"
+    )
+
+    host: str = Field("0.0.0.0", min_length=1, validation_alias="RELAY_HOST")
+    port: Port = Field(8080, validation_alias="RELAY_PORT")
+    webhook_path: str | None = Field(None, validation_alias="RELAY_WEBHOOK_PATH")
+    tls_cert_file: Path | None = Field(None, validation_alias="RELAY_TLS_CERT_FILE")
+    tls_key_file: Path | None = Field(None, validation_alias="RELAY_TLS_KEY_FILE")
+    admin_port: Port = Field(9090, validation_alias="RELAY_ADMIN_PORT")
+    shutdown_timeout: float = Field(25.0, gt=0, validation_alias="RELAY_SHUTDOWN_TIMEOUT")
+
+    stream_prefix: str = Field("anyformat", min_length=1, validation_alias="RELAY_STREAM_PREFIX")
+    routes: Annotated[RoutesFile | None, NoDecode] = Field(
+        None, validation_alias="RELAY_ROUTES_FILE"
+    )
+    stream_maxlen: int = Field(1_000_000, ge=1, validation_alias="RELAY_STREAM_MAXLEN")
+    dedupe_ttl: int = Field(604_800, ge=1, validation_alias="RELAY_DEDUPE_TTL")
+    max_body_bytes: int = Field(1_048_576, ge=1, validation_alias="RELAY_MAX_BODY_BYTES")
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias="RELAY_LOG_LEVEL"
+    )
+    log_format: Literal["json", "console"] = Field("json", validation_alias="RELAY_LOG_FORMAT")
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _events_from_csv(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("log_level", "log_format", "signature_scheme", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        check_https_url(value)
+        return value
+
+    @field_validator("anyformat_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host")
+        return value.rstrip("/")
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _webhook_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _split_commas(value.get_secret_value()):
+            raise ValueError("is set but holds no secret")
+        return value
+
+    @field_validator("stream_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return check_stream_name(value)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _load_routes(cls, value: Any) -> Any:
+        if isinstance(value, str | Path):
+            return load_routes_file(value) if str(value).strip() else None
+        return value
+
+    @field_validator("tls_cert_file", "tls_key_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.port and self.port == self.admin_port:
+            raise ValueError("RELAY_ADMIN_PORT must differ from RELAY_PORT")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("RELAY_TLS_CERT_FILE and RELAY_TLS_KEY_FILE go together")
+        if self.signature_scheme == "standard":
+            for secret in self.webhook_secrets:
+                try:
+                    decode_standard_secret(secret)
+                except ValueError as exc:
+                    raise ValueError(f"RELAY_WEBHOOK_SECRET {exc}") from None
+        if self.self_register:
+            for name, value in (
+                ("ANYFORMAT_API_KEY", self.anyformat_api_key),
+                ("RELAY_PUBLIC_URL", self.public_url),
+            ):
+                if value is None:
+                    raise ValueError(f"{name} is required while RELAY_REGISTER=true")
+        elif not self.webhook_secrets and self.public_url is None:
+            raise ValueError(
+                "RELAY_WEBHOOK_SECRET is required when RELAY_REGISTER=false and "
+                "RELAY_PUBLIC_URL is unset (there is no registration record to read)"
+            )
+        return self
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        if self.webhook_secret is None:
+            return []
+        parts: list[str] = _split_commas(self.webhook_secret.get_secret_value())
+        return parts
+
+    @property
+    def path(self) -> str:
+        """The public webhook path: explicit, else that of the public URL, else the default."""
+        if self.webhook_path:
+            return self.webhook_path
+        if self.public_url:
+            return urlsplit(self.public_url).path or "/"
+        return DEFAULT_WEBHOOK_PATH
+
+
+def check_https_url(value: str) -> None:
+    """The provider accepts only absolute https URLs with a host, at most 2083 characters."""
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
+    parts = urlsplit(value)
+    if parts.scheme != "https":
+        raise ValueError("must be an https:// URL (AnyFormat rejects http://)")
+    if not parts.hostname:
+        raise ValueError("must name a host")
+
+
+SECRET_FIELDS = frozenset({"ANYFORMAT_API_KEY", "RELAY_WEBHOOK_SECRET"})
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per problem, naming the variable; never echoes a secret's value."""
+    lines = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else ""
+        message = item["msg"].removeprefix("Value error, ")
+        if name and name not in SECRET_FIELDS and "input" in item and item["type"] != "value_error":
+            message = f"{message} (got {item['input']!r})"
+        lines.append(f"{name}: {message}" if name else message)
+    return lines

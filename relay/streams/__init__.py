@@ -1,0 +1,1 @@
+"""Where deliveries go: routing rules, key layout, and the atomic fan-out writer."""

@@ -1,0 +1,50 @@
+"""Key layout that works unchanged on Redis Cluster.
+
+Every Lua step touches one stream and that stream's dedupe set, so both keys must hash to
+the same slot. Redis hashes only the first non-empty ``{...}`` of a key when there is one,
+else the whole key; the dedupe key therefore carries the stream's own hash tag.
+"""
+
+from __future__ import annotations
+
+DEDUPE_PREFIX = "relay:dedupe:"
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` that Redis Cluster hashes (the cluster spec's rule)."""
+    start = key.find("{")
+    if start != -1:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+def check_stream_name(name: str) -> str:
+    """Reject stream names whose slot no companion key could share.
+
+    A name without a hash tag is hashed whole, so the companion key must embed it as
+    ``{name}``, which is impossible when the name itself contains ``}``.
+    """
+    if not name:
+        raise ValueError("stream name must not be empty")
+    if "}" in hash_tag(name):
+        raise ValueError(
+            f"stream name {name!r}: braces are only allowed as a Redis Cluster hash tag "
+            "such as '{team}:events'"
+        )
+    return name
+
+
+def dedupe_key(stream: str) -> str:
+    """The sorted set of event ids already written to ``stream`` (same slot as the stream).
+
+    ``relay:dedupe:{<tag>}:<stream>``: the tag holds no ``}``, so the stream name after it
+    is recovered unambiguously and two streams never share a set.
+    """
+    return f"{DEDUPE_PREFIX}{{{hash_tag(stream)}}}:{stream}"
+
+
+def registration_key(prefix: str, public_url: str) -> str:
+    """The registration record for one public URL (JSON; see ``relay.registration.record``)."""
+    return f"{prefix}:registration:{{{public_url}}}"

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import redis
+
+from relay.server import RelayServer
+from relay.settings import Settings
+from tests.support.redis_server import RedisServer
+from tests.support.signing import SECRET
+
+
+@pytest.fixture(scope="session")
+def shared_redis() -> Iterator[RedisServer]:
+    """One real redis-server for the tests that only need a clean database."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(shared_redis: RedisServer) -> str:
+    shared_redis.client().flushall()
+    return shared_redis.url
+
+
+@pytest.fixture
+def redis_sync(shared_redis: RedisServer, redis_url: str) -> redis.Redis:
+    return shared_redis.client()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A private redis-server the test may stop, restart or pause."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+def make_settings(redis_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "RELAY_REDIS_URL": redis_url,
+        "RELAY_HOST": "127.0.0.1",
+        "RELAY_PORT": 0,
+        "RELAY_ADMIN_PORT": 0,
+        "RELAY_REGISTER": False,
+        "RELAY_WEBHOOK_SECRET": SECRET,
+        "RELAY_REDIS_TIMEOUT": 2,
+        "RELAY_SHUTDOWN_TIMEOUT": 10,
+    }
+    values.update(overrides)
+    values = {key: value for key, value in values.items() if value is not None}
+    return Settings(_env_file=None, **values)
+
+
+StartRelay = Callable[..., Awaitable[RelayServer]]
+
+
+@pytest.fixture
+async def start_relay() -> AsyncIterator[StartRelay]:
+    """Start relays exactly as ``relay run`` builds them, on free ports; stopped afterwards."""
+    started: list[RelayServer] = []
+
+    async def start(redis_url: str, **overrides: Any) -> RelayServer:
+        server = RelayServer(make_settings(redis_url, **overrides))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if not server.relay.draining:
+            await server.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

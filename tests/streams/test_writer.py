@@ -1,0 +1,145 @@
+"""The atomic dedupe + fan-out step, on a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from relay.streams.keys import dedupe_key
+from relay.streams.writer import FANOUT_SHA, Entry, FanoutWriter
+
+PAYLOAD = b'{"event": "extraction.completed", "data": {"n": "\xc3\xa9\\u0000"}}  '
+
+
+def entry(message_id: str = "msg_1", payload: bytes = PAYLOAD) -> Entry:
+    return Entry(
+        id=message_id,
+        event="extraction.completed",
+        payload=payload,
+        received_at=1_711_281_750_000,
+        extraction_id="ex-1",
+        workflow_id="",
+    )
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_writes_the_contract_fields_byte_for_byte(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    written = await writer.write(entry(), ["s:a", "s:b"])
+    assert all(written)
+    for stream, entry_id in zip(["s:a", "s:b"], written, strict=True):
+        [(found_id, fields)] = redis_sync.xrange(stream)
+        assert found_id.decode() == entry_id
+        assert fields == {
+            b"id": b"msg_1",
+            b"event": b"extraction.completed",
+            b"payload": PAYLOAD,
+            b"received_at": b"1711281750000",
+            b"extraction_id": b"ex-1",
+            b"workflow_id": b"",
+        }
+
+
+async def test_a_second_write_of_the_same_id_writes_nothing(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    await writer.write(entry(), ["s:a"])
+    assert await writer.write(entry(), ["s:a"]) == [None]
+    assert redis_sync.xlen("s:a") == 1
+
+
+async def test_dedupe_is_per_stream_so_a_half_done_fanout_completes(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    """A crash between two streams' steps leaves one written; the retry writes the other."""
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    await writer.write(entry(), ["s:a"])
+    result = await writer.write(entry(), ["s:a", "s:b"])
+    assert result[0] is None and result[1] is not None
+    assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 1
+
+
+async def test_fifty_concurrent_copies_make_exactly_one_entry_per_stream(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    results = await asyncio.gather(*(writer.write(entry(), ["s:a", "s:b"]) for _ in range(50)))
+    assert sum(r[0] is not None for r in results) == 1
+    assert sum(r[1] is not None for r in results) == 1
+    assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 1
+
+
+async def test_any_mark_already_seen_makes_it_a_duplicate(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    await writer.write(entry("msg_1"), ["s:a"], marks=["msg_1", "content:abc"])
+    assert await writer.write(entry("msg_2"), ["s:a"], marks=["msg_2", "content:abc"]) == [None]
+    assert redis_sync.xlen("s:a") == 1
+
+
+async def test_the_mark_expires_after_the_dedupe_window(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=1)
+    await writer.write(entry(), ["s:a"])
+    assert 0 < redis_sync.pttl(dedupe_key("s:a")) <= 1000
+    time.sleep(1.1)
+    assert (await writer.write(entry(), ["s:a"]))[0] is not None
+    assert redis_sync.xlen("s:a") == 2
+
+
+async def test_old_marks_are_pruned_from_a_busy_stream(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=1)
+    await writer.write(entry("old"), ["s:a"])
+    time.sleep(1.1)
+    await writer.write(entry("new"), ["s:a"])
+    assert redis_sync.zrange(dedupe_key("s:a"), 0, -1) == [b"new"]
+
+
+async def test_the_stream_is_trimmed_approximately_to_maxlen(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, maxlen=10, dedupe_ttl=60)
+    for n in range(500):
+        await writer.write(entry(f"m{n}"), ["s:a"])
+    assert 10 <= redis_sync.xlen("s:a") < 500
+
+
+async def test_the_script_is_reloaded_after_the_cache_is_flushed(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    await writer.load_script()
+    redis_sync.script_flush()
+    assert redis_sync.script_exists(FANOUT_SHA) == [False]
+    assert (await writer.write(entry(), ["s:a", "s:b"]))[1] is not None
+    assert redis_sync.script_exists(FANOUT_SHA) == [True]
+    assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 1
+
+
+async def test_a_failing_step_writes_nothing_to_that_stream(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    """The dedupe set is read before the stream is written: a wrong-typed key fails early."""
+    redis_sync.set(dedupe_key("s:a"), "not a sorted set")
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        await writer.write(entry(), ["s:a"])
+    assert redis_sync.xlen("s:a") == 0
