@@ -99,7 +99,7 @@ def build_public_app(relay: Relay) -> web.Application:
         metrics=relay.metrics,
         max_body_bytes=relay.settings.max_body_bytes,
     )
-    app.router.add_post(relay.settings.path, handler)
+    app.router.add_post(relay.settings.path, handler.handle)
     return app
 
 

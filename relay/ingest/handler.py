@@ -67,7 +67,7 @@ class IngestHandler:
         self._metrics = metrics
         self._limit = max_body_bytes
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         received_at = time.time_ns() // 1_000_000
         self._metrics.received.inc()

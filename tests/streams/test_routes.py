@@ -84,7 +84,7 @@ def test_invalid_routes_files_are_refused_with_one_clear_line(
 
 
 def test_an_unreadable_routes_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="cannot read .*No such file"):
+    with pytest.raises(ValueError, match=r"cannot read .*No such file"):
         load_routes_file(tmp_path / "missing.yaml")
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ValueError, match="cannot read"):

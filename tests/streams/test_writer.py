@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -98,7 +97,7 @@ async def test_the_mark_expires_after_the_dedupe_window(
     writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=1)
     await writer.write(entry(), ["s:a"])
     assert 0 < redis_sync.pttl(dedupe_key("s:a")) <= 1000
-    time.sleep(1.1)
+    await asyncio.sleep(1.1)
     assert (await writer.write(entry(), ["s:a"]))[0] is not None
     assert redis_sync.xlen("s:a") == 2
 
@@ -108,7 +107,7 @@ async def test_old_marks_are_pruned_from_a_busy_stream(
 ) -> None:
     writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=1)
     await writer.write(entry("old"), ["s:a"])
-    time.sleep(1.1)
+    await asyncio.sleep(1.1)
     await writer.write(entry("new"), ["s:a"])
     assert redis_sync.zrange(dedupe_key("s:a"), 0, -1) == [b"new"]
 

@@ -1,0 +1,159 @@
+"""Every value is validated at start-up, and a bad one is named in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from relay.settings import Settings, describe_errors
+from tests.support.signing import SECRET
+
+BASE = {"RELAY_REGISTER": "false", "RELAY_WEBHOOK_SECRET": SECRET}
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **{**BASE, **values})
+
+
+def problems(**values: Any) -> list[str]:
+    with pytest.raises(ValidationError) as caught:
+        settings(**values)
+    return describe_errors(caught.value)
+
+
+def test_defaults_follow_the_contract() -> None:
+    s = settings()
+    assert (s.redis_url, s.port, s.admin_port, s.host) == (
+        "redis://localhost:6379/0", 8080, 9090, "0.0.0.0",
+    )  # fmt: skip
+    assert s.events == ["extraction.completed", "extraction.failed"]
+    assert (s.signature_scheme, s.signature_tolerance) == ("standard", 300)
+    assert (s.stream_prefix, s.stream_maxlen, s.dedupe_ttl) == ("anyformat", 1_000_000, 604_800)
+    assert (s.max_body_bytes, s.log_level, s.log_format) == (1_048_576, "info", "json")
+    assert s.path == "/webhooks/anyformat"
+    assert Settings.model_fields["self_register"].default is True
+
+
+def test_the_webhook_path_defaults_to_that_of_the_public_url() -> None:
+    assert settings(RELAY_PUBLIC_URL="https://r.example.com/in/af").path == "/in/af"
+    assert settings(RELAY_PUBLIC_URL="https://r.example.com").path == "/"
+    explicit = settings(RELAY_WEBHOOK_PATH="/x", RELAY_PUBLIC_URL="https://r.example.com/y")
+    assert explicit.path == "/x"
+
+
+def test_lists_are_comma_separated() -> None:
+    s = settings(RELAY_EVENTS="a, b,,c", RELAY_WEBHOOK_SECRET=f"{SECRET}, {SECRET}")
+    assert s.events == ["a", "b", "c"]
+    assert s.webhook_secrets == [SECRET, SECRET]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"RELAY_PORT": "70000"}, "RELAY_PORT: Input should be less than or equal to 65535"),
+        ({"RELAY_PORT": "http"}, "RELAY_PORT: Input should be a valid integer"),
+        ({"RELAY_ADMIN_PORT": "-1"}, "RELAY_ADMIN_PORT: Input should be greater than"),
+        ({"RELAY_SIGNATURE_TOLERANCE": "-5"}, "RELAY_SIGNATURE_TOLERANCE: Input should be greater"),
+        ({"RELAY_PUBLIC_URL": "http://r.example.com/h"}, "RELAY_PUBLIC_URL: must be an https://"),
+        ({"RELAY_PUBLIC_URL": "https:///h"}, "RELAY_PUBLIC_URL: must name a host"),
+        (
+            {"RELAY_PUBLIC_URL": "https://r.example.com/" + "a" * 2100},
+            "RELAY_PUBLIC_URL: must be at most 2083 characters",
+        ),
+        ({"RELAY_REDIS_URL": "http://localhost"}, "RELAY_REDIS_URL: must start with redis://"),
+        ({"RELAY_SIGNATURE_SCHEME": "md5"}, "RELAY_SIGNATURE_SCHEME: Input should be"),
+        ({"RELAY_LOG_LEVEL": "loud"}, "RELAY_LOG_LEVEL: Input should be"),
+        ({"RELAY_STREAM_MAXLEN": "0"}, "RELAY_STREAM_MAXLEN: Input should be greater"),
+        ({"RELAY_DEDUPE_TTL": "0"}, "RELAY_DEDUPE_TTL: Input should be greater"),
+        ({"RELAY_MAX_BODY_BYTES": "lots"}, "RELAY_MAX_BODY_BYTES: Input should be a valid integer"),
+        ({"RELAY_WEBHOOK_PATH": "hooks"}, "RELAY_WEBHOOK_PATH: must start with '/'"),
+        ({"RELAY_STREAM_PREFIX": "a}b"}, "RELAY_STREAM_PREFIX: stream name 'a}b'"),
+        ({"RELAY_ROUTES_FILE": "/nonexistent.yaml"}, "RELAY_ROUTES_FILE: cannot read"),
+        ({"RELAY_TLS_CERT_FILE": "/nonexistent.pem"}, "RELAY_TLS_CERT_FILE: /nonexistent.pem is"),
+        ({"RELAY_PORT": "9090"}, "RELAY_ADMIN_PORT must differ from RELAY_PORT"),
+        ({"RELAY_WEBHOOK_SECRET": "whsec_***"}, "RELAY_WEBHOOK_SECRET is not a Standard"),
+        ({"RELAY_WEBHOOK_SECRET": " , "}, "RELAY_WEBHOOK_SECRET: is set but holds no secret"),
+        ({"RELAY_WEBHOOK_SECRET": None}, "RELAY_WEBHOOK_SECRET is required when"),
+        ({"RELAY_REGISTER": "true"}, "ANYFORMAT_API_KEY is required while RELAY_REGISTER=true"),
+        (
+            {"RELAY_REGISTER": "true", "ANYFORMAT_API_KEY": "k"},
+            "RELAY_PUBLIC_URL is required while RELAY_REGISTER=true",
+        ),
+    ],
+)
+def test_bad_values_are_named_with_the_reason(values: dict[str, Any], expected: str) -> None:
+    values = {**BASE, **values}
+    values = {k: v for k, v in values.items() if v is not None}
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None, **values)
+    [line] = describe_errors(caught.value)
+    assert line.startswith(expected), line
+
+
+def test_a_secret_value_is_never_echoed_in_an_error() -> None:
+    [line] = problems(RELAY_WEBHOOK_SECRET="whsec_***very-secret***")
+    assert "very-secret" not in line
+
+
+def test_an_invalid_routes_file_names_the_variable_and_the_place(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - event: x\n    streams: 5\n")
+    [line] = problems(RELAY_ROUTES_FILE=str(routes))
+    assert line.startswith(f"RELAY_ROUTES_FILE: {routes}: routes.0.streams:")
+
+
+def test_a_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text(f"RELAY_REGISTER=false\nRELAY_WEBHOOK_SECRET={SECRET}\n"
+                                   "RELAY_PORT=8181\n")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    for name in ("RELAY_REGISTER", "RELAY_WEBHOOK_SECRET", "RELAY_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().port == 8181
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd="/",
+    )
+
+
+def test_relay_config_prints_the_effective_settings_with_secrets_masked() -> None:
+    result = run_cli(
+        "config",
+        env={**BASE, "ANYFORMAT_API_KEY": "sk_live_topsecret", "RELAY_PORT": "8181"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "RELAY_PORT=8181" in result.stdout
+    assert "ANYFORMAT_API_KEY=********" in result.stdout
+    assert "RELAY_WEBHOOK_SECRET=********" in result.stdout
+    assert "RELAY_WEBHOOK_PATH=/webhooks/anyformat" in result.stdout
+    assert "topsecret" not in result.stdout and SECRET not in result.stdout
+
+
+def test_relay_config_json() -> None:
+    import json
+
+    result = run_cli("config", "--json", env=BASE)
+    document = json.loads(result.stdout)
+    assert document["RELAY_REGISTER"] == "false"
+    assert document["RELAY_WEBHOOK_SECRET"] == "********"
+
+
+def test_relay_run_refuses_to_pretend_it_can_register() -> None:
+    result = run_cli(
+        "run",
+        env={"ANYFORMAT_API_KEY": "sk_x", "RELAY_PUBLIC_URL": "https://relay.example.com/h"},
+    )
+    assert result.returncode == 2
+    assert "RELAY_REGISTER=true: self-registration" in result.stderr
+    assert "Traceback" not in result.stderr and "sk_x" not in result.stderr
