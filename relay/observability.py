@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR}  # fmt: skip
@@ -81,6 +81,40 @@ class IngestMetrics:
             "relay_request_duration_seconds",
             "Time from request start to answer on the webhook path, by status.",
             ["status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+
+class WorkerMetrics:
+    """A worker's metrics; labelled by stream and group so one process may run several."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        labels = ["stream", "group"]
+        self.handled = Counter(
+            "relay_worker_handled", "Entries handled and acknowledged.", labels, registry=r
+        )
+        self.failed = Counter(
+            "relay_worker_failed", "Handler attempts that raised.", labels, registry=r
+        )
+        self.retried = Counter(
+            "relay_worker_retried", "Attempts scheduled after a failure.", labels, registry=r
+        )
+        self.dead_lettered = Counter(
+            "relay_worker_dead_lettered", "Entries moved to the DLQ.", labels, registry=r
+        )
+        self.taken_over = Counter(
+            "relay_worker_taken_over", "Entries claimed from idle consumers.", labels, registry=r
+        )
+        self.in_flight = Gauge(
+            "relay_worker_in_flight", "Handlers running now.", labels, registry=r
+        )
+        self.latency = Histogram(
+            "relay_worker_handler_duration_seconds",
+            "Handler run time, by outcome.",
+            [*labels, "outcome"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -178,19 +178,25 @@ class Settings(BaseSettings):
                     decode_standard_secret(secret)
                 except ValueError as exc:
                     raise ValueError(f"RELAY_WEBHOOK_SECRET {exc}") from None
+        return self
+
+    def serving_problems(self) -> list[str]:
+        """What stops ``relay run`` from serving; other commands (workers, CLI) don't care."""
         if self.self_register:
-            for name, value in (
-                ("ANYFORMAT_API_KEY", self.anyformat_api_key),
-                ("RELAY_PUBLIC_URL", self.public_url),
-            ):
-                if value is None:
-                    raise ValueError(f"{name} is required while RELAY_REGISTER=true")
-        elif not self.webhook_secrets and self.public_url is None:
-            raise ValueError(
+            return [
+                f"{name} is required while RELAY_REGISTER=true"
+                for name, value in (
+                    ("ANYFORMAT_API_KEY", self.anyformat_api_key),
+                    ("RELAY_PUBLIC_URL", self.public_url),
+                )
+                if value is None
+            ]
+        if not self.webhook_secrets and self.public_url is None:
+            return [
                 "RELAY_WEBHOOK_SECRET is required when RELAY_REGISTER=false and "
                 "RELAY_PUBLIC_URL is unset (there is no registration record to read)"
-            )
-        return self
+            ]
+        return []
 
     @property
     def webhook_secrets(self) -> list[str]:

@@ -78,12 +78,6 @@ def test_lists_are_comma_separated() -> None:
         ({"RELAY_PORT": "9090"}, "RELAY_ADMIN_PORT must differ from RELAY_PORT"),
         ({"RELAY_WEBHOOK_SECRET": "whsec_***"}, "RELAY_WEBHOOK_SECRET is not a Standard"),
         ({"RELAY_WEBHOOK_SECRET": " , "}, "RELAY_WEBHOOK_SECRET: is set but holds no secret"),
-        ({"RELAY_WEBHOOK_SECRET": None}, "RELAY_WEBHOOK_SECRET is required when"),
-        ({"RELAY_REGISTER": "true"}, "ANYFORMAT_API_KEY is required while RELAY_REGISTER=true"),
-        (
-            {"RELAY_REGISTER": "true", "ANYFORMAT_API_KEY": "k"},
-            "RELAY_PUBLIC_URL is required while RELAY_REGISTER=true",
-        ),
     ],
 )
 def test_bad_values_are_named_with_the_reason(values: dict[str, Any], expected: str) -> None:
@@ -93,6 +87,35 @@ def test_bad_values_are_named_with_the_reason(values: dict[str, Any], expected: 
         Settings(_env_file=None, **values)
     [line] = describe_errors(caught.value)
     assert line.startswith(expected), line
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, []),
+        ({"RELAY_WEBHOOK_SECRET": None, "RELAY_PUBLIC_URL": "https://r.example.com/h"}, []),
+        ({"RELAY_WEBHOOK_SECRET": None}, ["RELAY_WEBHOOK_SECRET is required when"]),
+        (
+            {"RELAY_REGISTER": "true"},
+            [
+                "ANYFORMAT_API_KEY is required while RELAY_REGISTER=true",
+                "RELAY_PUBLIC_URL is required while RELAY_REGISTER=true",
+            ],
+        ),
+        (
+            {"RELAY_REGISTER": "true", "ANYFORMAT_API_KEY": "k"},
+            ["RELAY_PUBLIC_URL is required while RELAY_REGISTER=true"],
+        ),
+    ],
+)
+def test_what_serving_needs_is_checked_by_relay_run_only(
+    values: dict[str, Any], expected: list[str]
+) -> None:
+    values = {k: v for k, v in {**BASE, **values}.items() if v is not None}
+    found = Settings(_env_file=None, **values).serving_problems()
+    assert len(found) == len(expected)
+    for line, start in zip(found, expected, strict=True):
+        assert line.startswith(start)
 
 
 def test_a_secret_value_is_never_echoed_in_an_error() -> None:

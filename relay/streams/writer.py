@@ -1,23 +1,13 @@
-"""The fan-out writer: one atomic Lua step per routed stream, all in one round trip.
-
-Each step is idempotent (it dedupes on the marks it is given), so retrying a whole
-fan-out after ``NOSCRIPT`` or a lost connection can never produce a second entry.
-"""
+"""The ingest fan-out: one idempotent append per routed stream, all in one round trip."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
-from relay.streams.keys import dedupe_key
-
-FANOUT_SCRIPT = files("relay.streams").joinpath("fanout.lua").read_bytes()
-FANOUT_SHA = hashlib.sha1(FANOUT_SCRIPT, usedforsecurity=False).hexdigest()
+from relay.streams.append import append_command, load_script, run_appends
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +35,11 @@ class Entry:
 class FanoutWriter:
     def __init__(self, redis: Redis, *, maxlen: int, dedupe_ttl: int) -> None:
         self._redis = redis
-        self._maxlen = str(maxlen)
-        self._window_ms = str(dedupe_ttl * 1000)
+        self._maxlen = maxlen
+        self._window_ms = dedupe_ttl * 1000
 
     async def load_script(self) -> None:
-        await self._redis.script_load(FANOUT_SCRIPT)
+        await load_script(self._redis)
 
     async def write(
         self, entry: Entry, streams: Sequence[str], marks: Sequence[str] = ()
@@ -60,22 +50,9 @@ class FanoutWriter:
         ``marks`` are the dedupe marks; the message id when empty.
         """
         marks = marks or (entry.id,)
-        tail = [self._window_ms, self._maxlen, str(len(marks)), *marks, *entry.fields()]
-        results = await self._run(streams, tail)
-        if any(isinstance(result, NoScriptError) for result in results):
-            # Redis lost its script cache (restart, failover, SCRIPT FLUSH): load it and run
-            # the whole fan-out again; streams already written answer "already there".
-            await self.load_script()
-            results = await self._run(streams, tail)
-        outcome: list[str | None] = []
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-            outcome.append(result.decode() if isinstance(result, bytes) else None)
-        return outcome
-
-    async def _run(self, streams: Sequence[str], tail: list[str | bytes]) -> list[object]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for stream in streams:
-                pipe.execute_command("EVALSHA", FANOUT_SHA, 2, stream, dedupe_key(stream), *tail)
-            return list(await pipe.execute(raise_on_error=False))
+        fields = entry.fields()
+        commands = [
+            append_command(s, marks, fields, window_ms=self._window_ms, maxlen=self._maxlen)
+            for s in streams
+        ]
+        return await run_appends(self._redis, commands)

@@ -9,8 +9,9 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from relay.streams.append import SHA as FANOUT_SHA
 from relay.streams.keys import dedupe_key
-from relay.streams.writer import FANOUT_SHA, Entry, FanoutWriter
+from relay.streams.writer import Entry, FanoutWriter
 
 PAYLOAD = b'{"event": "extraction.completed", "data": {"n": "\xc3\xa9\\u0000"}}  '
 

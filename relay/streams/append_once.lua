@@ -1,4 +1,4 @@
--- Write one delivery to one stream unless its id was already written there.
+-- Append one entry to one stream unless one of its dedupe marks was seen there recently.
 --
 -- KEYS[1]  the stream
 -- KEYS[2]  its dedupe set (same hash slot): member = dedupe mark, score = ms written

@@ -1,0 +1,72 @@
+"""Idempotent stream appends: the one Lua step every writer of this package uses.
+
+The ingest fan-out, the dead-letter queue and replay all append "once per mark": running the
+same append again (after ``NOSCRIPT``, a lost connection, or a crash before the answer) can
+never produce a second entry, which is what makes every retry here safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib.resources import files
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from relay.streams.keys import dedupe_key
+
+SCRIPT = files("relay.streams").joinpath("append_once.lua").read_bytes()
+SHA = hashlib.sha1(SCRIPT, usedforsecurity=False).hexdigest()
+
+Fields = Sequence[str | bytes]
+
+
+def append_command(
+    stream: str, marks: Sequence[str], fields: Fields, *, window_ms: int, maxlen: int
+) -> tuple[str | bytes | int, ...]:
+    """The ``EVALSHA`` arguments appending ``fields`` to ``stream`` unless a mark was seen."""
+    return (
+        "EVALSHA", SHA, 2, stream, dedupe_key(stream),
+        window_ms, maxlen, len(marks), *marks, *fields,
+    )  # fmt: skip
+
+
+async def load_script(redis: Redis) -> None:
+    await redis.script_load(SCRIPT)
+
+
+async def run_appends(
+    redis: Redis, commands: Sequence[tuple[str | bytes | int, ...]]
+) -> list[str | None]:
+    """Run appends in one pipelined round trip; per command the new entry id, or ``None``
+    when it was already there. Raises the first Redis error any of them met."""
+    results = await _pipeline(redis, commands)
+    if any(isinstance(result, NoScriptError) for result in results):
+        # Redis lost its script cache (restart, failover, SCRIPT FLUSH): load it and run them
+        # all again; the ones that went through answer "already there".
+        await load_script(redis)
+        results = await _pipeline(redis, commands)
+    outcome: list[str | None] = []
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+        outcome.append(result.decode() if isinstance(result, bytes) else None)
+    return outcome
+
+
+async def append_once(
+    redis: Redis, stream: str, marks: Sequence[str], fields: Fields, *, window_ms: int, maxlen: int
+) -> str | None:
+    command = append_command(stream, marks, fields, window_ms=window_ms, maxlen=maxlen)
+    [result] = await run_appends(redis, [command])
+    return result
+
+
+async def _pipeline(
+    redis: Redis, commands: Sequence[tuple[str | bytes | int, ...]]
+) -> list[object]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))

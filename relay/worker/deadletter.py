@@ -1,0 +1,123 @@
+"""The dead-letter stream ``{stream}:dlq``: writing to it, inspecting it, replaying from it.
+
+Every move is an idempotent append followed by the removal of the source (``XACK`` or
+``XDEL``). A crash between the two leaves the source in place; doing the move again finds
+the append already made (its dedupe mark) and only finishes the removal. Nothing is lost
+and nothing doubles, and the two keys may live on different Redis Cluster shards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from relay.streams.append import append_once
+
+DLQ_FIELDS = ("error", "attempts", "group", "original_id", "failed_at")
+MAX_ERROR_CHARS = 4000
+# Dedupe marks of dead-letter moves and replays outlive any crash-and-retry by far.
+MOVE_WINDOW_MS = 30 * 86_400 * 1000
+DLQ_MAXLEN = 1_000_000
+
+
+def dlq_stream(stream: str) -> str:
+    return f"{stream}:dlq"
+
+
+async def dead_letter(
+    redis: Redis,
+    stream: str,
+    group: str,
+    entry_id: str,
+    fields: Mapping[str, bytes],
+    *,
+    error: str,
+    attempts: int,
+) -> None:
+    """Move one pending entry to the DLQ, with the contract's extra fields, then ack it."""
+    extra: dict[str, str] = {
+        "error": error[:MAX_ERROR_CHARS],
+        "attempts": str(attempts),
+        "group": group,
+        "original_id": entry_id,
+        "failed_at": str(time.time_ns() // 1_000_000),
+    }
+    flat: list[str | bytes] = []
+    for name, value in fields.items():
+        flat += [name, value]
+    for name, text in extra.items():
+        flat += [name, text]
+    await append_once(
+        redis,
+        dlq_stream(stream),
+        [f"dead/{group}/{entry_id}"],
+        flat,
+        window_ms=MOVE_WINDOW_MS,
+        maxlen=DLQ_MAXLEN,
+    )
+    await redis.xack(stream, group, entry_id)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    dlq_id: str
+    fields: dict[str, bytes]
+
+    def text(self, name: str) -> str:
+        return self.fields.get(name, b"").decode(errors="replace")
+
+    @property
+    def original_fields(self) -> dict[str, bytes]:
+        return {k: v for k, v in self.fields.items() if k not in DLQ_FIELDS}
+
+
+def _decode(entries: Any) -> list[DeadLetter]:
+    """XRANGE's reply (binary) as dead letters."""
+    return [
+        DeadLetter(entry_id.decode(), {k.decode(errors="replace"): v for k, v in fields.items()})
+        for entry_id, fields in entries
+    ]
+
+
+async def list_dead(redis: Redis, stream: str, limit: int) -> list[DeadLetter]:
+    return _decode(await redis.xrange(dlq_stream(stream), count=limit))
+
+
+async def get_dead(redis: Redis, stream: str, dlq_id: str) -> DeadLetter | None:
+    found = _decode(await redis.xrange(dlq_stream(stream), min=dlq_id, max=dlq_id))
+    return found[0] if found else None
+
+
+ReplayOutcome = Literal["replayed", "finished", "absent"]
+
+
+async def replay(redis: Redis, stream: str, dlq_id: str, *, maxlen: int) -> ReplayOutcome:
+    """Put a dead letter back on its stream and remove it from the DLQ, exactly once.
+
+    ``replayed``: appended now; ``finished``: an interrupted replay had appended it already,
+    only the removal was left; ``absent``: no such dead letter (replayed before, or purged).
+    """
+    letter = await get_dead(redis, stream, dlq_id)
+    if letter is None:
+        return "absent"
+    flat: list[str | bytes] = []
+    for name, value in letter.original_fields.items():
+        flat += [name, value]
+    new_id = await append_once(
+        redis, stream, [f"replay/{dlq_id}"], flat, window_ms=MOVE_WINDOW_MS, maxlen=maxlen
+    )
+    await redis.xdel(dlq_stream(stream), dlq_id)
+    return "replayed" if new_id is not None else "finished"
+
+
+async def purge(redis: Redis, stream: str, before_ms: int | None) -> int:
+    """Delete dead letters (all, or those dead-lettered before ``before_ms``); the count."""
+    if before_ms is None:
+        length = int(await redis.xlen(dlq_stream(stream)))
+        await redis.delete(dlq_stream(stream))
+        return length
+    return int(await redis.xtrim(dlq_stream(stream), minid=str(before_ms), approximate=False))

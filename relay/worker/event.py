@@ -1,0 +1,62 @@
+"""What a handler receives: one stream entry, parsed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+REQUIRED_FIELDS = ("id", "event", "payload")
+
+
+class MalformedEntry(Exception):
+    """An entry no handler could use; it goes to the dead-letter stream at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    payload: dict[str, Any]
+    id: str
+    event: str
+    stream: str
+    entry_id: str
+    attempt: int
+    received_at: int | None = None
+    extraction_id: str = ""
+    workflow_id: str = ""
+    fields: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+
+def decode_fields(raw: Mapping[bytes, bytes]) -> dict[str, bytes]:
+    return {key.decode(errors="replace"): value for key, value in raw.items()}
+
+
+def parse_entry(stream: str, entry_id: str, fields: Mapping[str, bytes], attempt: int) -> Event:
+    missing = [name for name in REQUIRED_FIELDS if name not in fields]
+    if missing:
+        raise MalformedEntry(f"entry lacks field(s): {', '.join(missing)}")
+    try:
+        payload = orjson.loads(fields["payload"])
+    except orjson.JSONDecodeError as exc:
+        raise MalformedEntry(f"payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise MalformedEntry("payload is not a JSON object")
+    try:
+        text = {name: fields.get(name, b"").decode() for name in
+                ("id", "event", "extraction_id", "workflow_id", "received_at")}  # fmt: skip
+    except UnicodeDecodeError:
+        raise MalformedEntry("a text field is not UTF-8") from None
+    return Event(
+        payload=payload,
+        id=text["id"],
+        event=text["event"],
+        stream=stream,
+        entry_id=entry_id,
+        attempt=attempt,
+        received_at=int(text["received_at"]) if text["received_at"].isdigit() else None,
+        extraction_id=text["extraction_id"],
+        workflow_id=text["workflow_id"],
+        fields=dict(fields),
+    )

@@ -1,0 +1,26 @@
+"""How long to wait before the next attempt."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.backoff_base < 0 or self.backoff_max < self.backoff_base:
+            raise ValueError("need 0 <= backoff_base <= backoff_max")
+
+    def delay(self, failed_attempt: int) -> float:
+        """Capped exponential backoff with "equal jitter": between half and all of
+        ``min(backoff_max, backoff_base * 2**(failed_attempt - 1))``, so retries of many
+        entries that failed together spread out but never come back early."""
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (failed_attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
