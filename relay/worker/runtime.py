@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -38,27 +38,34 @@ log = structlog.get_logger("relay.worker")
 
 
 class Slots:
-    """Handler slots: how many more entries this worker may take on right now."""
+    """Handler slots: at most ``count`` handlers run at once."""
 
     def __init__(self, count: int) -> None:
-        self._free = count
+        self.free = count
         self._freed = asyncio.Event()
 
-    async def take_one(self) -> None:
-        while self._free == 0:
+    async def wait_free(self) -> int:
+        """Wait until a slot is free; how many are."""
+        while self.free == 0:
             self._freed.clear()
             await self._freed.wait()
-        self._free -= 1
+        return self.free
 
-    def take_free(self) -> int:
-        """Take every free slot without waiting (possibly none)."""
-        taken, self._free = self._free, 0
-        return taken
-
-    def give(self, count: int = 1) -> None:
-        self._free += count
-        if count:
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        await self.wait_free()
+        self.free -= 1
+        try:
+            yield
+        finally:
+            self.free += 1
             self._freed.set()
+
+
+def group_gone(exc: ResponseError) -> bool:
+    """The group (or its whole stream) vanished: deleted, or Redis lost its data."""
+    text = str(exc)
+    return "NOGROUP" in text or text.startswith("UNBLOCKED")
 
 
 def default_consumer_name() -> str:
@@ -156,45 +163,43 @@ class Worker:
     async def _read_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            slots = await self._acquire_slots()
+            # Read no more than can start now: entries wait in Redis, not in this process.
+            free = await self._slots.wait_free()
             try:
                 reply: Any = await self.redis.xreadgroup(
                     self.group, self.consumer, {self.stream: ">"},
-                    count=slots, block=self.block_ms,
+                    count=free, block=self.block_ms,
                 )  # fmt: skip
                 failures = 0
-            except BaseException as exc:
-                self._release(slots)
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    await self._recreate_group()
-                    continue
-                if not isinstance(exc, TRANSIENT):
+            except ResponseError as exc:
+                if not group_gone(exc):
                     raise
+                await self._recreate_group()
+                continue
+            except TRANSIENT as exc:
                 failures += 1
                 await self._pause_after_redis_error("read", exc, failures)
                 continue
             entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1] if reply else []
-            self._release(slots - len(entries))
             for entry_id, fields in entries:
                 self._spawn(entry_id.decode(), fields, attempt=1)
 
     async def _claim_loop(self) -> None:
         interval = max(min(self.claim_idle / 2, 30.0), 0.05)
         while not await self._sleep(interval):
-            slots = self._slots.take_free()
-            if not slots:
+            if not self._slots.free:
                 continue
             try:
-                claimed = await self._claims.take_over(int(self.claim_idle * 1000), slots)
-            except BaseException as exc:
-                self._release(slots)
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    await self._recreate_group()
-                    continue
-                if not isinstance(exc, TRANSIENT):
+                claimed = await self._claims.take_over(
+                    int(self.claim_idle * 1000), self._slots.free
+                )
+            except ResponseError as exc:
+                if not group_gone(exc):
                     raise
+                await self._recreate_group()
                 continue
-            self._release(slots - len(claimed))
+            except TRANSIENT:
+                continue
             for entry_id, fields, deliveries in claimed:
                 self.metrics.taken_over.labels(*self._labels).inc()
                 self._log.info("entry_taken_over", entry_id=entry_id, attempt=deliveries)
@@ -209,7 +214,7 @@ class Worker:
             except TRANSIENT:
                 continue
             except ResponseError as exc:
-                if "NOGROUP" in str(exc):
+                if group_gone(exc):
                     continue  # the read loop recreates it
                 raise
             for entry_id in lost:
@@ -218,14 +223,12 @@ class Worker:
     # --- one entry ---------------------------------------------------------------------
 
     def _spawn(self, entry_id: str, raw: Mapping[bytes, bytes], attempt: int) -> None:
-        """Start processing an entry; the caller has acquired one slot for it."""
         self._held.add(entry_id)
         task = asyncio.create_task(self._process(entry_id, decode_fields(raw), attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _process(self, entry_id: str, fields: dict[str, bytes], attempt: int) -> None:
-        holding = True
         try:
             if attempt > self.retry.max_attempts:
                 await self._dead_letter(
@@ -240,7 +243,8 @@ class Worker:
                 await self._dead_letter(entry_id, fields, attempt, f"malformed entry: {exc}")
                 return
             while True:
-                error = await self._attempt(event)
+                async with self._slots.hold():
+                    error = await self._attempt(event)
                 if error is None:
                     await self._redis_call(self.redis.xack, self.stream, self.group, entry_id)
                     self.metrics.handled.labels(*self._labels).inc()
@@ -254,12 +258,8 @@ class Worker:
                     "retry_scheduled", entry_id=entry_id, attempt=event.attempt,
                     retry_in_s=round(delay, 3),
                 )  # fmt: skip
-                self._slots.give()  # a waiting entry does not hold a handler slot
-                holding = False
                 if await self._sleep(delay):
                     return  # stopping: left pending, taken over later
-                await self._slots.take_one()
-                holding = True
                 deliveries = await self._redis_call(self._claims.reclaim, entry_id)
                 if deliveries <= 0:
                     self._log.info(
@@ -273,8 +273,6 @@ class Worker:
             self._log.error("entry_abandoned", entry_id=entry_id, error=str(exc))
         finally:
             self._held.discard(entry_id)
-            if holding:
-                self._slots.give()
 
     async def _attempt(self, event: Event) -> str | None:
         """Run the handler once; the error text when it raised."""
@@ -341,13 +339,6 @@ class Worker:
         # it at 0 so entries written since are not skipped; at-least-once beats a gap.
         self._log.warning("group_missing_recreating")
         await self._ensure_group("0")
-
-    async def _acquire_slots(self) -> int:
-        await self._slots.take_one()
-        return 1 + self._slots.take_free()
-
-    def _release(self, count: int) -> None:
-        self._slots.give(count)
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopping; True when the worker is stopping."""

@@ -16,7 +16,7 @@ from tests.support.redis_server import free_port
 
 
 class RelayProcess:
-    def __init__(self, env: dict[str, str], *args: str) -> None:
+    def __init__(self, env: dict[str, str], *args: str, cwd: str | None = None) -> None:
         self.port = free_port()
         self.admin_port = free_port()
         self.env = {
@@ -27,6 +27,7 @@ class RelayProcess:
             **env,
         }
         self.args = args or ("run",)
+        self.cwd = cwd or tempfile.gettempdir()  # no stray .env by default
         self.log = Path(tempfile.mkstemp(prefix="relay-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -41,11 +42,15 @@ class RelayProcess:
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                cwd=tempfile.gettempdir(),  # no stray .env
+                cwd=self.cwd,
             )
         if wait_ready:
             self.wait_until("/readyz")
         return self
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
 
     def wait_until(self, path: str, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout

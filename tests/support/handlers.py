@@ -1,0 +1,47 @@
+"""Handlers for worker processes started by the tests (``relay worker --handler …``).
+
+They record each attempt in the Redis list ``handled`` of ``TEST_REDIS_URL`` as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+from redis.asyncio import Redis
+
+from relay.worker import Event
+
+_redis: Redis | None = None
+
+
+async def _record(event: Event, phase: str) -> None:
+    global _redis
+    if _redis is None:
+        _redis = Redis.from_url(os.environ["TEST_REDIS_URL"])
+    document = {
+        "id": event.id,
+        "entry_id": event.entry_id,
+        "attempt": event.attempt,
+        "phase": phase,
+        "pid": os.getpid(),
+        "at": time.time(),
+    }
+    await _redis.rpush("handled", json.dumps(document))
+
+
+async def record(event: Event) -> None:
+    await _record(event, "done")
+
+
+async def slow(event: Event) -> None:
+    """Announce the start, take HANDLER_SECONDS, then record completion."""
+    await _record(event, "started")
+    await asyncio.sleep(float(os.environ.get("HANDLER_SECONDS", "2")))
+    await _record(event, "done")
+
+
+def not_async(event: Event) -> None:
+    """A plain function: refused as a handler."""

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from relay.streams.writer import Entry, FanoutWriter
+from relay.worker import Event, RetryPolicy, Worker
+
+STREAM = "anyformat:events"
+GROUP = "billing"
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, socket_timeout=5)
+    yield client
+    await client.aclose()
+
+
+async def publish(client: Redis, count: int = 1, stream: str = STREAM) -> list[str]:
+    """Entries exactly as the relay writes them."""
+    writer = FanoutWriter(client, maxlen=10_000, dedupe_ttl=600)
+    ids = []
+    for n in range(count):
+        payload = json.dumps(
+            {"event": "extraction.completed", "data": {"extraction_id": f"ex-{n}"}}
+        ).encode()
+        entry = Entry(
+            id=f"msg_{n}_{time.monotonic_ns()}",
+            event="extraction.completed",
+            payload=payload,
+            received_at=time.time_ns() // 1_000_000,
+            extraction_id=f"ex-{n}",
+            workflow_id="wf",
+        )
+        [entry_id] = await writer.write(entry, [stream])
+        assert entry_id is not None
+        ids.append(entry_id)
+    return ids
+
+
+class Running:
+    """A worker running in a task of this event loop."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.task = asyncio.create_task(worker.run())
+
+    async def stop(self) -> None:
+        self.worker.stop()
+        await asyncio.wait_for(self.task, 30)
+
+
+StartWorker = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def start_worker(client: Redis) -> AsyncIterator[StartWorker]:
+    running: list[Running] = []
+
+    async def start(handler: Callable[[Event], Awaitable[Any]], **options: Any) -> Running:
+        options.setdefault("stream", STREAM)
+        options.setdefault("group", GROUP)
+        options.setdefault("retry", RetryPolicy(max_attempts=5, backoff_base=0.05, backoff_max=0.2))
+        options.setdefault("block", 0.2)
+        options.setdefault("start_id", "0")
+        worker = Running(Worker(client, handler=handler, **options))
+        running.append(worker)
+        await asyncio.sleep(0)
+        return worker
+
+    yield start
+    for worker in running:
+        if not worker.task.done():
+            await worker.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")

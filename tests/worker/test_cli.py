@@ -1,0 +1,125 @@
+"""`relay dlq …` and `relay stats` as an operator uses them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from relay.cli import main, parse_before
+
+STREAM = "anyformat:events"
+DLQ = f"{STREAM}:dlq"
+
+
+@pytest.fixture
+def cli(redis_url: str) -> CliRunner:
+    return CliRunner(env={"RELAY_REDIS_URL": redis_url})
+
+
+def dead(client: redis.Redis, n: int) -> str:
+    payload = json.dumps({"event": "extraction.failed", "data": {"extraction_id": f"ex-{n}"}})
+    fields = {
+        "id": f"msg_{n}", "event": "extraction.failed", "payload": payload,
+        "received_at": "1711281750000", "extraction_id": f"ex-{n}", "workflow_id": "",
+        "error": f"RuntimeError: failure number {n}", "attempts": "5", "group": "billing",
+        "original_id": f"{n}-0", "failed_at": "1711281760000",
+    }  # fmt: skip
+    return client.xadd(DLQ, fields).decode()
+
+
+def test_dlq_list_shows_a_table_and_json(cli: CliRunner, redis_sync: redis.Redis) -> None:
+    ids = [dead(redis_sync, n) for n in range(3)]
+    result = cli.invoke(main, ["dlq", "list", STREAM, "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == [
+        "DLQ_ID", "ORIGINAL_ID", "ID", "EVENT", "GROUP", "ATTEMPTS", "FAILED_AT", "ERROR",
+    ]  # fmt: skip
+    assert len(lines) == 3 and ids[0] in lines[1] and "failure number 0" in lines[1]
+    as_json = json.loads(cli.invoke(main, ["dlq", "list", STREAM, "--json"]).output)
+    assert [row["dlq_id"] for row in as_json] == ids
+    assert as_json[0]["failed_at"] == "2024-03-24T12:02:40+00:00"
+
+
+def test_dlq_list_of_an_empty_dlq(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["dlq", "list", STREAM])
+    assert (result.exit_code, result.output.strip()) == (0, f"no dead letters in {DLQ}")
+
+
+def test_dlq_show_prints_every_field_and_the_payload(
+    cli: CliRunner, redis_sync: redis.Redis
+) -> None:
+    dlq_id = dead(redis_sync, 7)
+    result = cli.invoke(main, ["dlq", "show", STREAM, dlq_id])
+    assert result.exit_code == 0
+    assert "error: RuntimeError: failure number 7" in result.output
+    assert '"extraction_id": "ex-7"' in result.output
+    missing = cli.invoke(main, ["dlq", "show", STREAM, "1-1"])
+    assert missing.exit_code == 1 and "no dead letter 1-1" in missing.output
+
+
+def test_dlq_replay_by_id_and_all_twice_is_still_once(
+    cli: CliRunner, redis_sync: redis.Redis
+) -> None:
+    first, _, _ = (dead(redis_sync, n) for n in range(3))
+    result = cli.invoke(main, ["dlq", "replay", STREAM, "--id", first])
+    assert (result.exit_code, f"{first}: replayed" in result.output) == (0, True)
+    again = cli.invoke(main, ["dlq", "replay", STREAM, "--id", first])
+    assert again.exit_code == 0 and f"{first}: absent" in again.output
+    everything = cli.invoke(main, ["dlq", "replay", STREAM, "--all"])
+    assert "2 replayed" in everything.output
+    assert cli.invoke(main, ["dlq", "replay", STREAM, "--all"]).output.startswith("0 replayed")
+    assert redis_sync.xlen(STREAM) == 3 and redis_sync.xlen(DLQ) == 0
+    entry = redis_sync.xrange(STREAM)[0][1]
+    assert entry[b"id"] == b"msg_0" and b"error" not in entry
+
+
+def test_dlq_replay_needs_ids_or_all(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["dlq", "replay", STREAM])
+    assert result.exit_code == 2 and "give --id ID" in result.output
+
+
+def test_dlq_purge(cli: CliRunner, redis_sync: redis.Redis) -> None:
+    redis_sync.xadd(DLQ, {"n": 1}, id="1000-0")
+    dead(redis_sync, 1)
+    before = cli.invoke(main, ["dlq", "purge", STREAM, "--before", "1h"])
+    assert before.output.strip() == f"purged 1 dead letter(s) from {DLQ}"
+    assert cli.invoke(main, ["dlq", "purge", STREAM]).output.startswith("purged 1")
+    bad = cli.invoke(main, ["dlq", "purge", STREAM, "--before", "last tuesday"])
+    assert bad.exit_code == 2 and "ISO 8601" in bad.output
+
+
+def test_parse_before() -> None:
+    assert parse_before("2024-03-24T12:00:00Z") == 1711281600000
+    assert parse_before("2024-03-24T12:00:00") == 1711281600000
+    assert parse_before("1711281600") == 1711281600000
+    assert parse_before("1711281600000") == 1711281600000
+
+
+def test_stats_table_and_json(cli: CliRunner, redis_sync: redis.Redis) -> None:
+    for n in range(5):
+        redis_sync.xadd(STREAM, {"n": n})
+    redis_sync.xgroup_create(STREAM, "billing", id="0")
+    redis_sync.xreadgroup("billing", "c1", {STREAM: ">"}, count=2)
+    dead(redis_sync, 1)
+    redis_sync.xadd("other:stream", {"n": 1})
+
+    document = json.loads(cli.invoke(main, ["stats", "--json"]).output)
+    assert [item["stream"] for item in document] == [STREAM, "other:stream"]
+    mine = document[0]
+    assert (mine["length"], mine["dlq_length"]) == (5, 1)
+    assert mine["groups"] == [
+        {"name": "billing", "consumers": 1, "pending": 2, "lag": 3, "last_delivered_id": mine[
+            "groups"][0]["last_delivered_id"]}
+    ]  # fmt: skip
+
+    table = cli.invoke(main, ["stats", STREAM]).output.splitlines()
+    assert table[0].split() == ["STREAM", "LENGTH", "DLQ", "GROUP", "CONSUMERS", "PENDING", "LAG"]
+    assert table[1].split() == [STREAM, "5", "1", "billing", "1", "2", "3"]
+
+
+def test_stats_with_no_streams(cli: CliRunner) -> None:
+    assert cli.invoke(main, ["stats"]).output.strip() == "no streams"

@@ -1,0 +1,97 @@
+"""Dead letters: moves that survive crashes, replay exactly once, purge."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from relay.worker import Event, RetryPolicy
+from relay.worker.deadletter import dead_letter, list_dead, purge, replay
+from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+
+DLQ = f"{STREAM}:dlq"
+
+
+async def read_one(client: Redis) -> tuple[str, dict[str, bytes]]:
+    await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    [[_, [(entry_id, fields)]]] = await client.xreadgroup(GROUP, "c", {STREAM: ">"}, count=1)
+    return entry_id.decode(), {k.decode(): v for k, v in fields.items()}
+
+
+async def test_a_move_interrupted_before_the_ack_is_finished_not_doubled(client: Redis) -> None:
+    await publish(client)
+    entry_id, fields = await read_one(client)
+    await dead_letter(client, STREAM, GROUP, entry_id, fields, error="boom", attempts=5)
+    # As if the process died after the append and before the ack: the entry is pending again.
+    await client.xclaim(STREAM, GROUP, "c", 0, [entry_id])
+    await client.execute_command("XGROUP", "SETID", STREAM, GROUP, "0")
+    await dead_letter(client, STREAM, GROUP, entry_id, fields, error="boom", attempts=5)
+    assert await client.xlen(DLQ) == 1
+    assert (await client.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_replay_puts_the_entry_back_once_and_empties_the_dlq(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    await publish(client)
+    handled: list[Event] = []
+    failing = True
+
+    async def handler(event: Event) -> None:
+        if failing:
+            raise RuntimeError("not yet")
+        handled.append(event)
+
+    worker = await start_worker(handler, retry=RetryPolicy(max_attempts=2, backoff_base=0.01))
+    await eventually(lambda: _length(client, DLQ, 1))
+    [letter] = await list_dead(client, STREAM, 10)
+    failing = False
+
+    assert await replay(client, STREAM, letter.dlq_id, maxlen=1000) == "replayed"
+    assert await replay(client, STREAM, letter.dlq_id, maxlen=1000) == "absent"
+    await eventually(lambda: asyncio.sleep(0, len(handled) == 1))
+    await worker.stop()
+    assert await client.xlen(DLQ) == 0
+    assert await client.xlen(STREAM) == 2  # the original and its one replay
+    assert handled[0].id == letter.text("id")
+    assert handled[0].payload["data"]["extraction_id"] == "ex-0"
+    assert handled[0].attempt == 1
+    replayed = (await client.xrange(STREAM))[-1][1]
+    assert b"error" not in replayed and b"original_id" not in replayed
+
+
+async def test_a_replay_interrupted_before_the_removal_is_finished_not_doubled(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(client)
+    entry_id, fields = await read_one(client)
+    await dead_letter(client, STREAM, GROUP, entry_id, fields, error="boom", attempts=5)
+    [letter] = await list_dead(client, STREAM, 10)
+
+    async def connection_lost(*args: object) -> None:
+        raise ConnectionError("connection lost before XDEL")
+
+    monkeypatch.setattr(client, "xdel", connection_lost)
+    with pytest.raises(ConnectionError):
+        await replay(client, STREAM, letter.dlq_id, maxlen=1000)
+    monkeypatch.undo()
+    assert await client.xlen(STREAM) == 2 and await client.xlen(DLQ) == 1
+
+    assert await replay(client, STREAM, letter.dlq_id, maxlen=1000) == "finished"
+    assert await client.xlen(STREAM) == 2 and await client.xlen(DLQ) == 0
+
+
+async def test_purge_all_or_before_a_time(client: Redis) -> None:
+    for n in range(3):
+        await client.xadd(DLQ, {"n": n}, id=f"{1000 + n}-0")
+    await client.xadd(DLQ, {"n": 9}, id="5000-0")
+    assert await purge(client, STREAM, before_ms=2000) == 3
+    assert [e for e, _ in await client.xrange(DLQ)] == [b"5000-0"]
+    assert await purge(client, STREAM, before_ms=None) == 1
+    assert await client.xlen(DLQ) == 0
+
+
+async def _length(client: Redis, stream: str, n: int) -> bool:
+    return int(await client.xlen(stream)) == n

@@ -1,0 +1,136 @@
+"""`relay worker` processes: crashes, graceful stops, clear start-up errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.process import RelayProcess
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.process
+
+ROOT = str(Path(__file__).resolve().parents[2])
+STREAM, GROUP = "anyformat:events", "billing"
+
+
+def worker(server: RedisServer, handler: str, *extra: str, **env: str) -> RelayProcess:
+    process = RelayProcess(
+        {"RELAY_REDIS_URL": server.url, "TEST_REDIS_URL": server.url, **env},
+        "worker", "--stream", STREAM, "--group", GROUP, "--handler", handler,
+        "--start-id", "0", "--backoff-base", "0.05",
+        cwd=ROOT,
+    )  # fmt: skip
+    process.args = (*process.args, "--metrics-port", str(process.admin_port), *extra)
+    return process
+
+
+def records(client: redis.Redis) -> list[dict[str, object]]:
+    return [json.loads(item) for item in client.lrange("handled", 0, -1)]
+
+
+def wait_for(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def publish(client: redis.Redis) -> bytes:
+    payload = json.dumps({"event": "extraction.completed", "data": {"extraction_id": "x"}})
+    return client.xadd(STREAM, {"id": "msg_1", "event": "extraction.completed", "payload": payload})
+
+
+def test_a_worker_killed_mid_handler_has_its_entry_finished_by_another(
+    own_redis: RedisServer,
+) -> None:
+    client = own_redis.client()
+    entry_id = publish(client).decode()
+    first = worker(own_redis, "tests.support.handlers:slow", "--claim-idle", "1",
+                   HANDLER_SECONDS="30")  # fmt: skip
+    first.start(wait_ready=False)
+    first.wait_until("/healthz")
+    wait_for(lambda: any(r["phase"] == "started" for r in records(client)))
+    first.process.kill()  # type: ignore[union-attr]
+    first.process.wait()  # type: ignore[union-attr]
+
+    second = worker(own_redis, "tests.support.handlers:slow", "--claim-idle", "1",
+                    HANDLER_SECONDS="0.1")  # fmt: skip
+    second.start(wait_ready=False)
+    try:
+        wait_for(lambda: any(r["phase"] == "done" for r in records(client)))
+        wait_for(lambda: client.xpending(STREAM, GROUP)["pending"] == 0)
+    finally:
+        assert second.terminate() == 0
+    done = [r for r in records(client) if r["phase"] == "done"]
+    assert [(r["entry_id"], r["attempt"]) for r in done] == [(entry_id, 2)]
+    assert client.xlen(f"{STREAM}:dlq") == 0
+    assert "entry_taken_over" in second.output()
+
+
+def test_sigterm_lets_the_handler_in_flight_finish_acks_it_and_exits_0(
+    own_redis: RedisServer,
+) -> None:
+    client = own_redis.client()
+    publish(client)
+    process = worker(own_redis, "tests.support.handlers:slow", HANDLER_SECONDS="1.5")
+    process.start(wait_ready=False)
+    try:
+        wait_for(lambda: any(r["phase"] == "started" for r in records(client)))
+        process.signal(signal.SIGTERM)
+        assert process.process.wait(timeout=30) == 0  # type: ignore[union-attr]
+    finally:
+        process.kill()
+    assert [r["phase"] for r in records(client)] == ["started", "done"]
+    assert client.xpending(STREAM, GROUP)["pending"] == 0
+    lines = [json.loads(line) for line in process.output().splitlines() if line.startswith("{")]
+    assert [line["outcome"] for line in lines if line["msg"] == "attempt"] == ["handled"]
+
+
+def test_worker_metrics_endpoint(own_redis: RedisServer) -> None:
+    client = own_redis.client()
+    publish(client)
+    process = worker(own_redis, "tests.support.handlers:record")
+    process.start(wait_ready=False)
+    try:
+        process.wait_until("/healthz")
+        wait_for(lambda: client.xpending(STREAM, GROUP)["pending"] == 0 and records(client))
+        import urllib.request
+
+        url = f"http://127.0.0.1:{process.admin_port}/metrics"
+        with urllib.request.urlopen(url) as response:
+            text = response.read().decode()
+    finally:
+        assert process.terminate() == 0
+    assert f'relay_worker_handled_total{{group="{GROUP}",stream="{STREAM}"}} 1.0' in text
+    assert "relay_worker_handler_duration_seconds_bucket" in text
+    assert "relay_worker_in_flight" in text
+
+
+@pytest.mark.parametrize(
+    ("handler", "message"),
+    [
+        ("tests.support.nowhere:handle", "cannot import 'tests.support.nowhere'"),
+        ("tests.support.handlers:missing", "has no attribute 'missing'"),
+        ("tests.support.handlers:not_async", "is not an async callable"),
+        ("no_colon", "is not of the form package.module:function"),
+    ],
+)
+def test_a_bad_handler_is_a_clear_error_at_start(handler: str, message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "relay", "worker", "--stream", "s", "--group", "g",
+         "--handler", handler],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

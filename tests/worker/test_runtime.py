@@ -1,0 +1,277 @@
+"""The worker runtime against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from relay.worker import Event, RetryPolicy
+from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+
+DLQ = f"{STREAM}:dlq"
+
+
+async def pending(client: Redis) -> int:
+    return int((await client.xpending(STREAM, GROUP))["pending"])
+
+
+async def test_each_entry_is_handled_with_its_parsed_event_and_acknowledged(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    [entry_id] = await publish(client)
+    seen: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        seen.append(event)
+
+    worker = await start_worker(handler)
+    await eventually(lambda: asyncio.sleep(0, bool(seen)))
+    await eventually(lambda: _zero(client))
+    await worker.stop()
+    [event] = seen
+    assert (event.entry_id, event.stream, event.attempt, event.event) == (
+        entry_id, STREAM, 1, "extraction.completed",
+    )  # fmt: skip
+    assert event.payload["data"]["extraction_id"] == "ex-0"
+    assert event.id.startswith("msg_0_") and event.extraction_id == "ex-0"
+    assert event.workflow_id == "wf" and isinstance(event.received_at, int)
+
+
+async def _zero(client: Redis) -> bool:
+    return await pending(client) == 0
+
+
+async def test_a_failing_handler_is_retried_with_backoff_then_acknowledged_once(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    await publish(client)
+    attempts: list[tuple[int, float]] = []
+
+    async def flaky(event: Event) -> None:
+        attempts.append((event.attempt, time.monotonic()))
+        if len(attempts) < 3:
+            raise RuntimeError("downstream unavailable")
+
+    policy = RetryPolicy(max_attempts=5, backoff_base=0.4, backoff_max=10)
+    worker = await start_worker(flaky, retry=policy)
+    await eventually(lambda: asyncio.sleep(0, len(attempts) == 3))
+    await eventually(lambda: _zero(client))
+    await worker.stop()
+
+    assert [n for n, _ in attempts] == [1, 2, 3]
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(attempts)]
+    # Equal jitter: at least half of 0.4 s, then of 0.8 s; never early. The upper bound
+    # only says "the backoff is not unbounded", with room for a loaded machine.
+    assert 0.2 - 0.02 <= gaps[0] <= 0.4 + 2, gaps
+    assert 0.4 - 0.02 <= gaps[1] <= 0.8 + 2, gaps
+    assert await client.xlen(DLQ) == 0
+    assert worker.worker.metrics.retried.labels(STREAM, GROUP)._value.get() == 2
+    assert worker.worker.metrics.handled.labels(STREAM, GROUP)._value.get() == 1
+
+
+async def test_a_poison_entry_goes_to_the_dlq_after_exactly_max_attempts(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    [entry_id] = await publish(client)
+    calls: list[int] = []
+
+    async def poison(event: Event) -> None:
+        calls.append(event.attempt)
+        raise ValueError(f"cannot bill {event.extraction_id}")
+
+    await start_worker(poison, retry=RetryPolicy(max_attempts=3, backoff_base=0.01))
+    await eventually(lambda: _has(client, DLQ))
+    await eventually(lambda: _zero(client))
+    assert calls == [1, 2, 3]
+    [(_, fields)] = await client.xrange(DLQ)
+    [(_, original)] = await client.xrange(STREAM)
+    for name, value in original.items():
+        assert fields[name] == value
+    assert fields[b"error"] == b"ValueError: cannot bill ex-0"
+    assert fields[b"attempts"] == b"3"
+    assert fields[b"group"] == GROUP.encode()
+    assert fields[b"original_id"] == entry_id.encode()
+    assert abs(int(fields[b"failed_at"]) - time.time() * 1000) < 10_000
+
+
+async def _has(client: Redis, stream: str, count: int = 1) -> bool:
+    return int(await client.xlen(stream)) >= count
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"id": "m", "event": "e"}, "malformed entry: entry lacks field(s): payload"),
+        ({"id": "m", "event": "e", "payload": "{oops"}, "malformed entry: payload is not JSON"),
+        ({"id": "m", "event": "e", "payload": "[1]"}, "malformed entry: payload is not a JSON"),
+    ],
+)
+async def test_a_malformed_entry_goes_to_the_dlq_at_once(
+    client: Redis, start_worker: StartWorker, fields: dict[str, str], error: str
+) -> None:
+    await client.xadd(STREAM, fields)
+    calls: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        calls.append(event)
+
+    await start_worker(handler)
+    await eventually(lambda: _has(client, DLQ))
+    [(_, dead)] = await client.xrange(DLQ)
+    assert dead[b"error"].decode().startswith(error)
+    assert dead[b"attempts"] == b"1"
+    assert calls == []
+    await eventually(lambda: _zero(client))
+
+
+async def test_two_workers_in_one_group_handle_every_entry_once(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    ids = await publish(client, 200)
+    handled: dict[str, list[str]] = {}
+
+    def handler_for(name: str):  # type: ignore[no-untyped-def]
+        async def handler(event: Event) -> None:
+            await asyncio.sleep(0.001)
+            handled.setdefault(event.entry_id, []).append(name)
+
+        return handler
+
+    await start_worker(handler_for("a"), consumer="a", concurrency=4)
+    await start_worker(handler_for("b"), consumer="b", concurrency=4)
+    await eventually(lambda: asyncio.sleep(0, len(handled) == 200))
+    await eventually(lambda: _zero(client))
+    assert sorted(handled) == sorted(ids)
+    assert all(len(names) == 1 for names in handled.values())
+    assert {name for names in handled.values() for name in names} == {"a", "b"}
+
+
+async def test_a_dead_consumers_entry_is_taken_over_and_the_attempt_counted(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    [entry_id] = await publish(client)
+    await client.xgroup_create(STREAM, GROUP, id="0")
+    # "ghost" read the entry and died without acknowledging it.
+    await client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1)
+    seen: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        seen.append(event)
+
+    await start_worker(handler, consumer="alive", claim_idle=0.3)
+    await eventually(lambda: asyncio.sleep(0, bool(seen)))
+    assert (seen[0].entry_id, seen[0].attempt) == (entry_id, 2)
+    await eventually(lambda: _zero(client))
+
+
+async def test_an_entry_past_its_last_attempt_is_dead_lettered_without_running_again(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    """A handler that kills its worker every time must not kill every worker forever."""
+    await publish(client)
+    await client.xgroup_create(STREAM, GROUP, id="0")
+    await client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1)
+    for _ in range(2):  # two more deaths: three deliveries in all
+        await client.xautoclaim(STREAM, GROUP, "ghost", 0, "0-0")
+
+    async def handler(event: Event) -> None:
+        raise AssertionError("must not run")
+
+    await start_worker(handler, claim_idle=0.2, retry=RetryPolicy(max_attempts=3))
+    await eventually(lambda: _has(client, DLQ))
+    [(_, dead)] = await client.xrange(DLQ)
+    assert dead[b"attempts"] == b"3"
+    assert b"died or was stopped" in dead[b"error"]
+
+
+async def test_a_long_handler_keeps_its_entry_while_others_wait_to_take_over(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    """claim_idle shorter than the handler: heartbeats keep the entry ours."""
+    await publish(client)
+    runs: list[str] = []
+
+    def slow(name: str):  # type: ignore[no-untyped-def]
+        async def handler(event: Event) -> None:
+            runs.append(name)
+            await asyncio.sleep(1.5)
+
+        return handler
+
+    await start_worker(slow("first"), consumer="first", claim_idle=0.3)
+    await eventually(lambda: asyncio.sleep(0, bool(runs)))
+    await start_worker(slow("second"), consumer="second", claim_idle=0.3)
+    await eventually(lambda: _zero(client))
+    assert runs == ["first"]
+
+
+async def test_the_group_is_recreated_when_it_vanishes(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    seen: list[str] = []
+
+    async def handler(event: Event) -> None:
+        seen.append(event.entry_id)
+
+    await publish(client)
+    await start_worker(handler)
+    await eventually(lambda: asyncio.sleep(0, len(seen) == 1))
+    # Redis restarted without persistence: stream and group are gone.
+    await client.delete(STREAM)
+    [after] = await publish(client)
+    await eventually(lambda: asyncio.sleep(0, after in seen))
+
+
+async def test_a_pending_entry_whose_message_was_deleted_is_acknowledged(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    [entry_id] = await publish(client)
+    await client.xgroup_create(STREAM, GROUP, id="0")
+    await client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1)
+    await client.xdel(STREAM, entry_id)
+
+    async def handler(event: Event) -> None:
+        raise AssertionError("nothing to handle")
+
+    await start_worker(handler, claim_idle=0.2)
+    await eventually(lambda: _zero(client))
+    assert await client.xlen(DLQ) == 0
+
+
+async def test_stop_lets_the_handler_in_flight_finish_and_acks_it(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    await publish(client)
+    started = asyncio.Event()
+    finished: list[bool] = []
+
+    async def handler(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.append(True)
+
+    worker = await start_worker(handler)
+    await asyncio.wait_for(started.wait(), 5)
+    await worker.stop()
+    assert finished == [True]
+    assert await _zero(client)
+
+
+async def test_stop_leaves_an_unfinished_entry_pending_after_the_timeout(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    await publish(client)
+    started = asyncio.Event()
+
+    async def handler(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    worker = await start_worker(handler, shutdown_timeout=0.2)
+    await asyncio.wait_for(started.wait(), 5)
+    await worker.stop()
+    assert await pending(client) == 1
