@@ -62,6 +62,43 @@ class Slots:
             self._freed.set()
 
 
+class AckBatcher:
+    """Coalesces the acks of handlers that finish together into one ``XACK``.
+
+    Each caller still returns only once its own entry is acknowledged (or sees the error).
+    """
+
+    def __init__(self, redis: Redis, stream: str, group: str) -> None:
+        self._redis = redis
+        self._stream = stream
+        self._group = group
+        self._batch: list[str] = []
+        self._done: asyncio.Future[None] | None = None
+
+    async def ack(self, entry_id: str) -> None:
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._batch.append(entry_id)
+        await asyncio.shield(self._done)
+
+    def _flush(self) -> None:
+        batch, done = self._batch, self._done
+        self._batch, self._done = [], None
+        assert done is not None
+        task = asyncio.ensure_future(self._redis.xack(self._stream, self._group, *batch))
+
+        def settle(finished: asyncio.Future[Any]) -> None:
+            if finished.cancelled():
+                done.cancel()
+            elif (exc := finished.exception()) is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+        task.add_done_callback(settle)
+
+
 def group_gone(exc: ResponseError) -> bool:
     """The group (or its whole stream) vanished: deleted, or Redis lost its data."""
     text = str(exc)
@@ -107,6 +144,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self._labels = (stream, group)
         self._claims = Claims(redis, stream, group, self.consumer)
+        self._acks = AckBatcher(redis, stream, group)
         self._slots = Slots(concurrency)
         self._held: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -246,7 +284,7 @@ class Worker:
                 async with self._slots.hold():
                     error = await self._attempt(event)
                 if error is None:
-                    await self._redis_call(self.redis.xack, self.stream, self.group, entry_id)
+                    await self._redis_call(self._acks.ack, entry_id)
                     self.metrics.handled.labels(*self._labels).inc()
                     return
                 if event.attempt >= self.retry.max_attempts:

@@ -275,3 +275,25 @@ async def test_stop_leaves_an_unfinished_entry_pending_after_the_timeout(
     await asyncio.wait_for(started.wait(), 5)
     await worker.stop()
     assert await pending(client) == 1
+
+
+async def test_acks_of_handlers_finishing_together_share_one_xack(
+    client: Redis, start_worker: StartWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(client, 40)
+    calls: list[int] = []
+    real_xack = client.xack
+
+    async def counting_xack(stream: str, group: str, *ids: str) -> int:
+        calls.append(len(ids))
+        return int(await real_xack(stream, group, *ids))
+
+    monkeypatch.setattr(client, "xack", counting_xack)
+
+    async def handler(event: Event) -> None:
+        await asyncio.sleep(0.01)
+
+    await start_worker(handler, concurrency=10)
+    await eventually(lambda: _zero(client))
+    assert sum(calls) == 40
+    assert len(calls) < 40
