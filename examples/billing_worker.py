@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import structlog
 
-from relay.worker import Event
+from relay import Event
 
 log = structlog.get_logger("billing")
 

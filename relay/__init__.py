@@ -1,4 +1,7 @@
-"""AnyFormat Relay: verified webhooks in, Redis Streams out."""
+"""AnyFormat Relay: verified webhooks in, Redis Streams out.
+
+Workers import their runtime from here: ``from relay import Event, Worker``.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -7,4 +10,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+# After __version__: the worker modules read it.
+from relay.worker import Event, RetryPolicy, Worker
+
+__all__ = ["Event", "RetryPolicy", "Worker", "__version__"]

@@ -12,7 +12,7 @@ import time
 
 from redis.asyncio import Redis
 
-from relay.worker import Event
+from relay import Event
 
 _redis: Redis | None = None
 
