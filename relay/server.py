@@ -11,6 +11,7 @@ import contextlib
 import signal
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -24,6 +25,9 @@ from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
 from relay.redis_client import redis_from_settings
+from relay.registration.client import AnyFormatClient, ApiError
+from relay.registration.record import SecretCodec, SecretUnreadable
+from relay.registration.registrar import Registrar
 from relay.settings import Settings
 from relay.streams.routes import Router
 from relay.streams.writer import FanoutWriter
@@ -48,6 +52,7 @@ class Relay:
     def from_settings(cls, settings: Settings) -> Relay:
         redis = redis_from_settings(settings)
         verifier = verifier_for(settings)
+        codec = SecretCodec(settings.secret_encryption_key)
         metrics = IngestMetrics()
         ProcessCollector(registry=metrics.registry)
         return cls(
@@ -59,6 +64,7 @@ class Relay:
                 redis=redis,
                 prefix=settings.stream_prefix,
                 public_url=settings.public_url,
+                codec=codec,
             ),
             verifier=verifier,
             router=Router(settings.stream_prefix, settings.routes),
@@ -69,12 +75,13 @@ class Relay:
         )
 
     async def warm_up(self) -> None:
-        """Load the script and the stored secrets; Redis being down here is not fatal."""
+        """Load the script and the stored secrets; Redis being down here is not fatal, a
+        stored secret the encryption key cannot read is."""
         try:
             await self.writer.load_script()
         except RedisError as exc:
             log.warning("redis_unavailable_at_start", error=type(exc).__name__)
-        await self.secrets.refresh()
+        await self.secrets.refresh(strict=True)
 
     async def readiness(self) -> dict[str, str]:
         problems = {}
@@ -149,16 +156,20 @@ class RelayServer:
         self._admin = web.AppRunner(
             build_admin_app(self.relay), handle_signals=False, access_log=None
         )
-        self._refresher: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self.registration: asyncio.Task[None] | None = None
         self.public_port = 0
         self.admin_port = 0
 
     async def start(self) -> None:
         await self.relay.warm_up()
         if self.relay.secrets.reads_record:
-            self._refresher = asyncio.create_task(
-                self.relay.secrets.run(self.settings.secret_refresh_interval)
+            self._background.append(
+                asyncio.create_task(self.relay.secrets.run(self.settings.secret_refresh_interval))
             )
+        if self.settings.self_register:
+            self.registration = asyncio.create_task(self._register())
+            self._background.append(self.registration)
         await self._public.setup()
         await self._admin.setup()
         public = web.TCPSite(
@@ -182,15 +193,38 @@ class RelayServer:
             signing_keys=len(self.relay.secrets.keys),
         )
 
+    async def _register(self) -> None:
+        """Register (or confirm) the subscription, then keep it right in the background.
+
+        Runs while the listeners serve: deliveries are accepted as soon as a secret is
+        loaded, from the stored record or from this registration.
+        """
+        settings = self.settings
+        assert settings.anyformat_api_key is not None and settings.public_url is not None
+        async with AnyFormatClient(settings.anyformat_base_url, settings.anyformat_api_key) as api:
+            registrar = Registrar(
+                self.relay.redis,
+                api,
+                prefix=settings.stream_prefix,
+                public_url=settings.public_url,
+                events=settings.events,
+                codec=self.relay.secrets.codec,
+                on_record=self.relay.secrets.use,
+            )
+            record = await registrar.ensure()
+            self.relay.secrets.use(record)
+            await registrar.maintain(settings.registration_recheck_interval)
+
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (bounded), then release Redis."""
         self.relay.draining = True
         await self._public.cleanup()
         await self._admin.cleanup()
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self.relay.redis.aclose()
         log.info("relay_stopped")
 
@@ -202,14 +236,45 @@ def _bound_port(runner: web.AppRunner) -> int:
     raise RuntimeError("listener has no TCP address")
 
 
+class FatalError(Exception):
+    """Stops the relay with a message: a rejected API key, a refused registration…"""
+
+
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully.
+
+    Raises :class:`FatalError` when registration fails for a reason retrying cannot fix.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     server = RelayServer(settings)
-    await server.start()
-    await stop.wait()
+    try:
+        await server.start()
+    except SecretUnreadable as exc:
+        await server.relay.redis.aclose()
+        raise FatalError(str(exc)) from None
+    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+    if server.registration is not None:
+        waits.append(server.registration)
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    failure = _registration_failure(server.registration)
     log.info("relay_stopping", in_flight_limit_s=settings.shutdown_timeout)
     await server.stop()
+    waits[0].cancel()
+    if failure is not None:
+        raise FatalError(failure)
+
+
+def _registration_failure(task: asyncio.Task[None] | None) -> str | None:
+    if task is None or not task.done() or task.cancelled():
+        return None
+    exc = task.exception()
+    if isinstance(exc, ApiError | SecretUnreadable):
+        log.error("registration_failed", error=str(exc))
+        return str(exc)
+    if exc is not None:
+        log.error("registration_crashed", error=repr(exc), exc_info=exc)
+        return f"registration failed unexpectedly: {type(exc).__name__}"
+    return None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -76,6 +77,12 @@ class Settings(BaseSettings):
     hmac_header: str = Field("X-Signature", min_length=1, validation_alias="RELAY_HMAC_HEADER")
     secret_refresh_interval: float = Field(
         2.0, gt=0, validation_alias="RELAY_SECRET_REFRESH_INTERVAL"
+    )
+    secret_encryption_key: SecretStr | None = Field(
+        None, validation_alias="RELAY_SECRET_ENCRYPTION_KEY"
+    )
+    registration_recheck_interval: float = Field(
+        300.0, gt=0, validation_alias="RELAY_REGISTRATION_RECHECK_INTERVAL"
     )
 
     host: str = Field("0.0.0.0", min_length=1, validation_alias="RELAY_HOST")
@@ -145,6 +152,19 @@ class Settings(BaseSettings):
     def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not _split_commas(value.get_secret_value()):
             raise ValueError("is set but holds no secret")
+        return value
+
+    @field_validator("secret_encryption_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                Fernet(value.get_secret_value().encode())
+            except (ValueError, binascii.Error):
+                raise ValueError(
+                    "is not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+                    "`relay generate-key`)"
+                ) from None
         return value
 
     @field_validator("stream_prefix")
@@ -226,7 +246,9 @@ def check_https_url(value: str) -> None:
         raise ValueError("must name a host")
 
 
-SECRET_FIELDS = frozenset({"ANYFORMAT_API_KEY", "RELAY_WEBHOOK_SECRET"})
+SECRET_FIELDS = frozenset(
+    {"ANYFORMAT_API_KEY", "RELAY_WEBHOOK_SECRET", "RELAY_SECRET_ENCRYPTION_KEY"}
+)
 
 
 def describe_errors(error: ValidationError) -> list[str]:

@@ -170,13 +170,3 @@ def test_relay_config_json() -> None:
     document = json.loads(result.stdout)
     assert document["RELAY_REGISTER"] == "false"
     assert document["RELAY_WEBHOOK_SECRET"] == "********"
-
-
-def test_relay_run_refuses_to_pretend_it_can_register() -> None:
-    result = run_cli(
-        "run",
-        env={"ANYFORMAT_API_KEY": "sk_x", "RELAY_PUBLIC_URL": "https://relay.example.com/h"},
-    )
-    assert result.returncode == 2
-    assert "RELAY_REGISTER=true: self-registration" in result.stderr
-    assert "Traceback" not in result.stderr and "sk_x" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,17 @@ class Envelope:
     event: str
     extraction_id: str
     workflow_id: str
+    status: str = ""
+
+    def content_mark(self) -> str | None:
+        """What makes two deliveries the same event whatever their message ids: during a
+        secret rotation AnyFormat sends each event to both subscriptions."""
+        if not self.extraction_id:
+            return None
+        digest = hashlib.sha256(
+            "\x00".join((self.event, self.extraction_id, self.status)).encode()
+        ).hexdigest()
+        return f"content:{digest}"
 
 
 def parse_envelope(body: bytes) -> Envelope:
@@ -42,6 +54,7 @@ def parse_envelope(body: bytes) -> Envelope:
         event=event,
         extraction_id=_text(data.get("extraction_id")),
         workflow_id=_text(data.get("workflow_id")),
+        status=_text(data.get("status")),
     )
 
 

@@ -122,8 +122,11 @@ class IngestHandler:
             extraction_id=envelope.extraction_id,
             workflow_id=envelope.workflow_id,
         )
+        marks: tuple[str, ...] = ()
+        if self._secrets.rotating and (content := envelope.content_mark()):
+            marks = (message_id, content)
         try:
-            written = await self._writer.write(entry, streams)
+            written = await self._writer.write(entry, streams, marks)
         except RedisError as exc:
             self._metrics.redis_errors.inc()
             fields["error"] = type(exc).__name__

@@ -15,7 +15,12 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from relay.registration.record import load_record
+from relay.registration.record import (
+    RegistrationRecord,
+    SecretCodec,
+    SecretUnreadable,
+    load_record,
+)
 
 log = structlog.get_logger("relay.secrets")
 
@@ -29,46 +34,60 @@ class SecretSource:
         redis: Redis | None = None,
         prefix: str = "",
         public_url: str | None = None,
+        codec: SecretCodec | None = None,
     ) -> None:
         self._key_for = key_for
         self._static = tuple(key_for(secret) for secret in static_secrets)
         self._redis = redis
         self._prefix = prefix
         self._public_url = public_url
+        self.codec = codec or SecretCodec()
         self.keys: tuple[bytes, ...] = self._static
+        # True while a rotation keeps an old subscription alive: AnyFormat then delivers
+        # each event twice, under different message ids.
+        self.rotating = False
         self._fingerprint = ""
 
     @property
     def reads_record(self) -> bool:
         return self._redis is not None and self._public_url is not None
 
-    async def refresh(self) -> None:
-        """Re-read the registration record; keeps the last good keys when Redis fails."""
+    async def refresh(self, *, strict: bool = False) -> None:
+        """Re-read the registration record; keeps the last good keys when that fails.
+
+        ``strict``: an unreadable secret (wrong encryption key) raises instead.
+        """
         if self._redis is None or self._public_url is None:
             return
         try:
-            record = await load_record(self._redis, self._prefix, self._public_url)
+            record = await load_record(self._redis, self._prefix, self._public_url, self.codec)
         except RedisError:
             return  # serve with what we have; readiness reports Redis itself
         except ValidationError as exc:
             log.error("registration_record_invalid", errors=exc.error_count())
             return
-        secrets = record.secrets if record is not None else []
+        except SecretUnreadable as exc:
+            if strict:
+                raise
+            log.error("registration_secret_unreadable", error=str(exc))
+            return
+        self.use(record)
+
+    def use(self, record: RegistrationRecord | None) -> None:
+        """Take the keys of ``record`` (``None``: no record) next to the static ones."""
         stored = []
-        for index, secret in enumerate(secrets):
+        for index, secret in enumerate(record.secrets if record is not None else []):
             try:
                 stored.append(self._key_for(secret))
             except ValueError:
                 log.error("registration_secret_unusable", position=index)
-        self._set_stored(tuple(stored))
-
-    def _set_stored(self, stored: tuple[bytes, ...]) -> None:
         fingerprint = hashlib.sha256(b"".join(stored)).hexdigest()[:12] if stored else ""
         if fingerprint != self._fingerprint:
             # The fingerprint identifies a key set in logs without revealing any key.
             log.info("signing_keys_loaded", stored=len(stored), fingerprint=fingerprint or None)
             self._fingerprint = fingerprint
-        self.keys = self._static + stored
+        self.keys = self._static + tuple(stored)
+        self.rotating = record is not None and bool(record.retiring)
 
     async def run(self, interval: float) -> None:
         """Refresh forever; cancelled at shutdown."""

@@ -1,0 +1,74 @@
+"""A Redis lock for one public URL: replicas starting together make one create call.
+
+``SET NX PX`` with a random token; extended while held; released (or extended) only by its
+holder, through a compare-and-delete (compare-and-expire) Lua script. A holder that dies
+stops extending, and the lock expires so another replica can take over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = structlog.get_logger("relay.lock")
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class LockLost(Exception):
+    """The lock expired or was taken while we believed we held it."""
+
+
+class RedisLock:
+    def __init__(self, redis: Redis, key: str, ttl: float = 30.0) -> None:
+        self._redis = redis
+        self.key = key
+        self.ttl_ms = int(ttl * 1000)
+        self.token = secrets.token_hex(16)
+        self._release = redis.register_script(_RELEASE)
+        self._extend = redis.register_script(_EXTEND)
+
+    async def acquire(self) -> bool:
+        return bool(await self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
+
+    async def extend(self) -> bool:
+        return bool(await self._extend(keys=[self.key], args=[self.token, self.ttl_ms]))
+
+    async def release(self) -> bool:
+        return bool(await self._release(keys=[self.key], args=[self.token]))
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[RedisLock]:
+        """Hold an acquired lock: extend it every third of its TTL, release it at the end."""
+        keeper = asyncio.create_task(self._keep())
+        try:
+            yield self
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            with contextlib.suppress(RedisError):
+                await self.release()
+
+    async def _keep(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            try:
+                if not await self.extend():
+                    log.error("lock_lost", key=self.key)
+                    return
+            except RedisError as exc:
+                log.warning("lock_extend_failed", key=self.key, error=type(exc).__name__)

@@ -1,0 +1,184 @@
+"""Exactly one subscription per URL: the registrar against the fake API and real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from relay.registration.client import AnyFormatClient, ApiKeyRejected, ApiValidationError
+from relay.registration.record import RegistrationRecord, load_record
+from tests.registration.conftest import EVENTS, PUBLIC_URL, registrar
+from tests.support.fake_anyformat import FakeAnyFormat
+
+FOREIGN = "https://someone-else.example.test/hook"
+
+
+async def stored(client: Redis):  # type: ignore[no-untyped-def]
+    return await load_record(client, "anyformat", PUBLIC_URL)
+
+
+async def test_a_first_start_creates_one_subscription_and_stores_its_secret(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    record = await registrar(client, api_client).ensure()
+    [webhook] = fake_api.for_url(PUBLIC_URL)
+    assert record.id == webhook["id"] and record.events == EVENTS
+    assert record.secret.get_secret_value() == fake_api.secrets[webhook["id"]]
+    assert (await stored(client)) == record
+    assert fake_api.created()[0].body == {"url": PUBLIC_URL, "events": EVENTS}
+
+
+async def test_twenty_restarts_reuse_the_one_subscription(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    ids = {(await registrar(client, api_client).ensure()).id for _ in range(20)}
+    assert len(ids) == 1
+    assert len(fake_api.created()) == 1 and len(fake_api.for_url(PUBLIC_URL)) == 1
+
+
+async def test_replicas_starting_together_make_one_create_call(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    fake_api.delay = 0.2  # a slow API widens the race
+    records = await asyncio.gather(*(registrar(client, api_client).ensure() for _ in range(5)))
+    assert len({r.id for r in records}) == 1
+    assert len(fake_api.created()) == 1
+
+
+async def test_a_subscription_deleted_upstream_is_replaced(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    first = await registrar(client, api_client).ensure()
+    fake_api.webhooks.pop(first.id)
+    second = await registrar(client, api_client).ensure()
+    assert second.id != first.id and (await stored(client)) == second
+    assert [w["id"] for w in fake_api.for_url(PUBLIC_URL)] == [second.id]
+
+
+@pytest.mark.parametrize("change", [{"is_active": False}, {"events": ["extraction.completed"]}])
+async def test_an_inactive_or_narrower_subscription_is_replaced(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat, change: dict[str, object]
+) -> None:
+    first = await registrar(client, api_client).ensure()
+    fake_api.webhooks[first.id].update(change)
+    second = await registrar(client, api_client).ensure()
+    assert second.id != first.id
+    assert first.id in fake_api.deleted()
+
+
+async def test_lost_redis_with_three_subscriptions_for_our_url_leaves_exactly_one(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    for _ in range(3):
+        fake_api.add(PUBLIC_URL)
+    foreign = fake_api.add(FOREIGN)
+    record = await registrar(client, api_client).ensure()
+    assert [w["id"] for w in fake_api.for_url(PUBLIC_URL)] == [record.id]
+    assert foreign in fake_api.webhooks
+    assert foreign not in fake_api.deleted()
+
+
+async def test_rate_limits_and_server_errors_are_retried(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat, fast_retries: list[float]
+) -> None:
+    fake_api.fail_next(429, times=2, retry_after="2")
+    fake_api.fail_next(500, times=3)
+    record = await registrar(client, api_client).ensure()
+    assert fast_retries[:2] == [2, 2] and len(fast_retries) == 5
+    assert len(fake_api.created()) == 1 and record.id in fake_api.webhooks
+
+
+async def test_a_rejected_key_and_a_refused_request_are_final(
+    client: Redis, fake_api: FakeAnyFormat, api_client: AnyFormatClient
+) -> None:
+    from pydantic import SecretStr
+
+    async with AnyFormatClient(fake_api.url, SecretStr("afk_wrong")) as wrong:
+        with pytest.raises(ApiKeyRejected):
+            await registrar(client, wrong).ensure()
+    bad_events = registrar(client, api_client)
+    bad_events.events = ["extraction.exploded"]
+    with pytest.raises(ApiValidationError, match="Unknown event"):
+        await bad_events.ensure()
+    assert fake_api.created() == [] and await stored(client) is None
+
+
+async def test_a_replica_waiting_on_a_dead_holder_takes_over(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    from relay.registration.lock import RedisLock
+
+    waiting = registrar(client, api_client, lock_ttl=0.3)
+    assert await RedisLock(client, waiting.lock_key, ttl=0.3).acquire()  # holder then dies
+    record = await asyncio.wait_for(waiting.ensure(), 5)
+    assert len(fake_api.created()) == 1 and record.id in fake_api.webhooks
+
+
+async def test_rotation_keeps_both_secrets_until_the_grace_period_ends(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    reg = registrar(client, api_client)
+    old = await reg.ensure()
+    new, old_id = await reg.rotate(grace=0.3)
+    assert old_id == old.id and new.id != old.id
+    both = await stored(client)
+    assert both is not None and both.secrets == [new.secret.get_secret_value(),
+                                                 old.secret.get_secret_value()]  # fmt: skip
+    await reg.retire_due()
+    assert old.id in fake_api.webhooks  # grace not over yet
+    await asyncio.sleep(0.35)
+    await reg.retire_due()
+    assert old.id not in fake_api.webhooks
+    after = await stored(client)
+    assert after is not None and after.retiring == [] and after.id == new.id
+    assert [w["id"] for w in fake_api.for_url(PUBLIC_URL)] == [new.id]
+
+
+async def test_rotation_now_deletes_the_old_subscription_at_once(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    reg = registrar(client, api_client)
+    old = await reg.ensure()
+    new, _ = await reg.rotate(grace=None)
+    assert old.id not in fake_api.webhooks and new.id in fake_api.webhooks
+    record = await stored(client)
+    assert record is not None and record.retiring == []
+
+
+async def test_a_restart_during_a_rotation_keeps_the_retiring_subscription(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    reg = registrar(client, api_client)
+    old = await reg.ensure()
+    await reg.rotate(grace=60)
+    await registrar(client, api_client).ensure()
+    assert old.id in fake_api.webhooks
+
+
+async def test_unregister_deletes_our_subscriptions_and_the_record(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    foreign = fake_api.add(FOREIGN)
+    reg = registrar(client, api_client)
+    await reg.ensure()
+    await reg.rotate(grace=60)
+    deleted = await reg.unregister()
+    assert len(deleted) == 2 and list(fake_api.webhooks) == [foreign]
+    assert await stored(client) is None
+    assert await reg.unregister() == []
+
+
+async def test_maintenance_replaces_a_subscription_deleted_while_serving(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    replaced: asyncio.Queue[RegistrationRecord | None] = asyncio.Queue()
+    reg = registrar(client, api_client, on_record=replaced.put_nowait)
+    first = await reg.ensure()
+    await replaced.get()  # the first creation
+    fake_api.webhooks.pop(first.id)
+    task = asyncio.create_task(reg.maintain(recheck_interval=0.1, retire_interval=0.05))
+    second = await asyncio.wait_for(replaced.get(), 5)
+    task.cancel()
+    assert second is not None and second.id != first.id

@@ -1,0 +1,188 @@
+"""A fake AnyFormat API over real sockets, following the published OpenAPI.
+
+Bearer auth; ``POST /v2/webhooks/`` → 201 with a ``whsec_`` secret, 422 with a ``detail``
+list for non-https URLs and unknown events, and at the 50-subscription limit;
+``GET /v2/webhooks/`` → the list, never with secrets; ``DELETE /v2/webhooks/{id}/`` → 204
+or 404. Switches make it answer 401, 429 with ``Retry-After``, 500, or slowly. It runs in
+a thread of its own so that both async tests and relay processes can call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+API_KEY = "afk_test_4f9c2b7e1d"
+KNOWN_EVENTS = ("extraction.completed", "extraction.failed")
+LIMIT = 50
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: Any = None
+    authorization: str | None = None
+    user_agent: str | None = None
+    status: int = 0
+
+
+@dataclass
+class Failure:
+    status: int
+    retry_after: str | None = None
+
+
+@dataclass
+class FakeAnyFormat:
+    webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    delay: float = 0.0
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(1_000_000_001)
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    # --- test controls -----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def fail_next(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
+        self.failures.extend(Failure(status, retry_after) for _ in range(times))
+
+    def add(self, url: str, events: list[str] | None = None, active: bool = True) -> str:
+        """A subscription made by someone else (its secret is not ours)."""
+        return self._create(url, list(events or KNOWN_EVENTS), active)["id"]
+
+    def created(self) -> list[Call]:
+        return [c for c in self.calls if c.method == "POST" and c.status == 201]
+
+    def deleted(self) -> list[str]:
+        return [c.path.split("/")[-2] for c in self.calls if c.method == "DELETE"]
+
+    def for_url(self, url: str) -> list[dict[str, Any]]:
+        return [w for w in self.webhooks.values() if w["url"] == url]
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> FakeAnyFormat:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+        return self
+
+    def close(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _serve(self) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_post("/v2/webhooks/", self._post)
+        app.router.add_get("/v2/webhooks/", self._list)
+        app.router.add_delete("/v2/webhooks/{webhook_id}/", self._delete)
+        app.router.add_get("/health/", self._health)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    # --- the API -----------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        body = await request.json() if request.can_read_body else None
+        call = Call(
+            request.method,
+            request.path,
+            body,
+            request.headers.get("Authorization"),
+            request.headers.get("User-Agent"),
+        )
+        self.calls.append(call)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        response = await self._answer(request, handler)
+        response.headers["X-API-Version"] = "2.0.0"
+        call.status = response.status
+        return response
+
+    async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/health/":
+            return await handler(request)
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return web.json_response({"detail": "Invalid API key"}, status=401)
+        if self.failures:
+            failure = self.failures.pop(0)
+            headers = {"Retry-After": failure.retry_after} if failure.retry_after else {}
+            return web.json_response({"detail": "failure"}, status=failure.status, headers=headers)
+        return await handler(request)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _post(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        errors = []
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url:
+            errors.append({"loc": ["body", "url"], "msg": "Field required", "type": "missing"})
+        elif not url.startswith("https://"):
+            errors.append(
+                {"loc": ["body", "url"], "msg": "URL must use HTTPS", "type": "value_error"}
+            )
+        events = body.get("events", list(KNOWN_EVENTS)) if isinstance(body, dict) else []
+        for event in events:
+            if event not in KNOWN_EVENTS:
+                errors.append(
+                    {"loc": ["body", "events"], "msg": f"Unknown event: {event}",
+                     "type": "value_error"}
+                )  # fmt: skip
+        active = sum(1 for w in self.webhooks.values() if w["is_active"])
+        if not errors and active >= LIMIT:
+            errors.append(
+                {"loc": ["body"], "msg": f"Maximum of {LIMIT} active webhooks reached",
+                 "type": "value_error"}
+            )  # fmt: skip
+        if errors:
+            return web.json_response({"detail": errors}, status=422)
+        webhook = self._create(url, events, True)
+        return web.json_response({**webhook, "secret": self.secrets[webhook["id"]]}, status=201)
+
+    def _create(self, url: str, events: list[str], active: bool) -> dict[str, Any]:
+        webhook_id = f"wh_{next(self._ids)}"
+        webhook = {
+            "id": webhook_id,
+            "url": url,
+            "events": events,
+            "is_active": active,
+            "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        self.webhooks[webhook_id] = webhook
+        self.secrets[webhook_id] = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        return webhook
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.json_response(list(self.webhooks.values()))
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        webhook_id = request.match_info["webhook_id"]
+        if self.webhooks.pop(webhook_id, None) is None:
+            return web.json_response({"detail": "Webhook not found"}, status=404)
+        return web.Response(status=204)
