@@ -3,12 +3,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from relay.dev.embedded import EmbeddedRedis, start_embedded_redis
 from relay.streams.writer import Entry, FanoutWriter
 from relay.worker import Event, RetryPolicy, Worker
 
@@ -16,9 +17,21 @@ STREAM = "anyformat:events"
 GROUP = "billing"
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, socket_timeout=5)
+@pytest.fixture(scope="session")
+def embedded_redis() -> Iterator[EmbeddedRedis]:
+    server = start_embedded_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["redis-server", "embedded"])
+async def client(
+    request: pytest.FixtureRequest, redis_url: str, embedded_redis: EmbeddedRedis
+) -> AsyncIterator[Redis]:
+    """Every worker case runs on a real redis-server and on `relay dev`'s embedded server."""
+    url = redis_url if request.param == "redis-server" else embedded_redis.url
+    client = Redis.from_url(url, socket_timeout=5)
+    await client.flushall()
     yield client
     await client.aclose()
 

@@ -1,0 +1,1 @@
+"""Local development: an embedded Redis, a signed sample sender, a stream tail."""

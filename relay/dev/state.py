@@ -1,0 +1,41 @@
+"""What `relay dev` tells `relay trigger` and `relay tail`: where the relay and Redis are.
+
+A small JSON file in the user's cache directory, readable by its owner only (it holds the
+development secret).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel
+
+
+class DevState(BaseModel):
+    url: str
+    secret: str
+    scheme: str
+    hmac_header: str
+    redis_url: str
+
+
+def state_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "anyformat-relay" / "dev.json"
+
+
+def save_state(state: DevState) -> Path:
+    path = state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(state.model_dump_json(indent=2))
+    return path
+
+
+def load_state() -> DevState | None:
+    try:
+        return DevState.model_validate_json(state_path().read_text())
+    except (OSError, ValueError):
+        return None
