@@ -91,6 +91,28 @@ def config(as_json: bool) -> None:
         click.echo(f"{key}={'' if value is None else value}")
 
 
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port of /healthz [default: RELAY_ADMIN_PORT].")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True)
+def healthcheck(port: int | None, host: str) -> None:
+    """Exit 0 when /healthz answers 200 (the container's HEALTHCHECK; needs no curl)."""
+    import urllib.error
+    import urllib.request
+
+    if port is None:
+        port = load_settings().admin_port
+    url = f"http://{host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            status = response.status
+    except (urllib.error.URLError, OSError) as exc:
+        raise click.ClickException(f"{url}: {exc}") from None
+    if status != 200:
+        raise click.ClickException(f"{url} answered {status}")
+    click.echo("ok")
+
+
 # --- registration --------------------------------------------------------------------------
 
 
