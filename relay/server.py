@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from relay.registration.registrar import Registrar
 from relay.settings import Settings
 from relay.streams.routes import Router
 from relay.streams.writer import FanoutWriter
+from relay.tls import ReloadingContext
 
 log = structlog.get_logger("relay.server")
 
@@ -131,14 +131,6 @@ def build_admin_app(relay: Relay) -> web.Application:
     return app
 
 
-def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    return context
-
-
 class RelayServer:
     """Both listeners of one relay process; ``relay run`` and the tests start it alike."""
 
@@ -157,6 +149,9 @@ class RelayServer:
             build_admin_app(self.relay), handle_signals=False, access_log=None
         )
         self._background: list[asyncio.Task[None]] = []
+        self.tls: ReloadingContext | None = None
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            self.tls = ReloadingContext(settings.tls_cert_file, settings.tls_key_file)
         self.registration: asyncio.Task[None] | None = None
         self.public_port = 0
         self.admin_port = 0
@@ -167,6 +162,8 @@ class RelayServer:
             self._background.append(
                 asyncio.create_task(self.relay.secrets.run(self.settings.secret_refresh_interval))
             )
+        if self.tls is not None:
+            self._background.append(asyncio.create_task(self.tls.watch()))
         if self.settings.self_register:
             self.registration = asyncio.create_task(self._register())
             self._background.append(self.registration)
@@ -176,7 +173,7 @@ class RelayServer:
             self._public,
             self.settings.host,
             self.settings.port,
-            ssl_context=_ssl_context(self.settings),
+            ssl_context=self.tls.context if self.tls is not None else None,
         )
         admin = web.TCPSite(self._admin, self.settings.host, self.settings.admin_port)
         await public.start()
