@@ -7,7 +7,6 @@ metrics live on the admin port, which is never exposed to the internet.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from dataclasses import dataclass
 from typing import Any
@@ -217,13 +216,23 @@ class RelayServer:
         self.relay.draining = True
         await self._public.cleanup()
         await self._admin.cleanup()
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _cancel_all(self._background)
         await self.relay.redis.aclose()
         log.info("relay_stopped")
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel background tasks and wait for them; cancel again any that swallowed it."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+        if pending:
+            log.warning("background_task_ignored_cancel", tasks=[t.get_name() for t in pending])
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("background_task_ended", task=task.get_name(), error=repr(task.exception()))
 
 
 def _bound_port(runner: web.AppRunner) -> int:

@@ -202,6 +202,11 @@ async def with_retries(
         try:
             return await call()
         except ApiUnavailable as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancellation that the HTTP stack reported as a failed request: stop,
+                # do not retry it away.
+                raise asyncio.CancelledError from exc
             failures += 1
             if attempts is not None and failures >= attempts:
                 raise
