@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -28,8 +29,11 @@ class BodyTooLarge(Exception):
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
     """The body, reading at most ``limit + 1`` bytes whatever the framing (chunked too)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise BodyTooLarge
+        return await request.content.readexactly(length)
     chunks: list[bytes] = []
     size = 0
     while chunk := await request.content.read(limit + 1 - size):
@@ -66,6 +70,14 @@ class IngestHandler:
         self._writer = writer
         self._metrics = metrics
         self._limit = max_body_bytes
+        self._latency_children: dict[int, Any] = {}
+
+    def _latency(self, status: int) -> Any:
+        """The latency histogram of ``status`` (looked up once: labels() costs a lock)."""
+        child = self._latency_children.get(status)
+        if child is None:
+            child = self._latency_children[status] = self._metrics.latency.labels(str(status))
+        return child
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -81,7 +93,7 @@ class IngestHandler:
             fields["outcome"] = "internal_error"
             response = _answer(503, {"status": "unavailable"}, retry_after=True)
         elapsed = time.perf_counter() - started
-        self._metrics.latency.labels(str(response.status)).observe(elapsed)
+        self._latency(response.status).observe(elapsed)
         log.info(
             "delivery",
             status=response.status,
@@ -98,6 +110,8 @@ class IngestHandler:
             return self._unavailable(fields, "no_secret")
         try:
             body = await read_limited(request, self._limit)
+        except asyncio.IncompleteReadError:
+            return self._reject(fields, 400, "incomplete_body")
         except BodyTooLarge:
             response = self._reject(fields, 413, "body_too_large")
             response.force_close()  # the unread rest of the body is never read: close

@@ -65,11 +65,9 @@ class StandardWebhooks:
             raise SignatureError("timestamp_out_of_tolerance")
 
         offered = self._v1_signatures(signature_header)
-        signed_prefix = f"{message_id}.{timestamp}.".encode()
+        signed = f"{message_id}.{timestamp}.".encode() + body
         for key in keys:
-            mac = hmac.new(key, signed_prefix, hashlib.sha256)
-            mac.update(body)
-            expected = mac.digest()
+            expected = hmac.digest(key, signed, "sha256")  # one-shot: the C fast path
             # compare_digest against every offered value: no early exit that leaks which.
             if any(hmac.compare_digest(expected, candidate) for candidate in offered):
                 return message_id
@@ -123,7 +121,7 @@ class HmacSha256:
             raise SignatureError("missing_signature")
         offered = self._decode(value.strip())
         for key in keys:
-            if hmac.compare_digest(hmac.new(key, body, hashlib.sha256).digest(), offered):
+            if hmac.compare_digest(hmac.digest(key, body, "sha256"), offered):
                 return "sha256:" + hashlib.sha256(body).hexdigest()
         raise SignatureError("invalid_signature")
 

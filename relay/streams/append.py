@@ -20,16 +20,35 @@ SCRIPT = files("relay.streams").joinpath("append_once.lua").read_bytes()
 SHA = hashlib.sha1(SCRIPT, usedforsecurity=False).hexdigest()
 
 Fields = Sequence[str | bytes]
+Command = tuple[str | bytes | int, ...]
 
 
 def append_command(
     stream: str, marks: Sequence[str], fields: Fields, *, window_ms: int, maxlen: int
-) -> tuple[str | bytes | int, ...]:
+) -> Command:
     """The ``EVALSHA`` arguments appending ``fields`` to ``stream`` unless a mark was seen."""
     return (
         "EVALSHA", SHA, 2, stream, dedupe_key(stream),
         window_ms, maxlen, len(marks), *marks, *fields,
     )  # fmt: skip
+
+
+def encode(args: Sequence[str | bytes | int]) -> list[bytes]:
+    """RESP bulk strings of ``args`` (without the array header): pieces to join later."""
+    out: list[bytes] = []
+    for arg in args:
+        data = (
+            arg.encode() if isinstance(arg, str) else b"%d" % arg if isinstance(arg, int) else arg
+        )
+        out += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return out
+
+
+def encoded_append(stream: str, shared_tail: list[bytes], tail_count: int) -> bytes:
+    """One append command in RESP, ``shared_tail`` being the encoded arguments after the
+    keys (window, maxlen, marks, fields), encoded once for every stream of a fan-out."""
+    head = encode(("EVALSHA", SHA, 2, stream, dedupe_key(stream)))
+    return b"".join([b"*%d\r\n" % (5 + tail_count), *head, *shared_tail])
 
 
 async def load_script(redis: Redis) -> None:
@@ -47,6 +66,12 @@ async def run_appends(
         # all again; the ones that went through answer "already there".
         await load_script(redis)
         results = await _pipeline(redis, commands)
+    return decode_results(results)
+
+
+def decode_results(results: Sequence[object]) -> list[str | None]:
+    """Replies of append commands as new entry ids (``None``: already there); the first
+    error reply is raised."""
     outcome: list[str | None] = []
     for result in results:
         if isinstance(result, Exception):

@@ -1,4 +1,5 @@
-"""The ingest fan-out: one idempotent append per routed stream, all in one round trip."""
+"""The ingest fan-out: one idempotent append per routed stream, all in one round trip
+(shared with the deliveries that arrive at the same time: see ``batch``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from relay.streams.append import append_command, load_script, run_appends
+from relay.streams.append import encode, encoded_append, load_script
+from relay.streams.batch import AppendBatcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,7 @@ class Entry:
 class FanoutWriter:
     def __init__(self, redis: Redis, *, maxlen: int, dedupe_ttl: int) -> None:
         self._redis = redis
+        self.batcher = AppendBatcher(redis)
         self._maxlen = maxlen
         self._window_ms = dedupe_ttl * 1000
 
@@ -50,9 +53,6 @@ class FanoutWriter:
         ``marks`` are the dedupe marks; the message id when empty.
         """
         marks = marks or (entry.id,)
-        fields = entry.fields()
-        commands = [
-            append_command(s, marks, fields, window_ms=self._window_ms, maxlen=self._maxlen)
-            for s in streams
-        ]
-        return await run_appends(self._redis, commands)
+        tail = [self._window_ms, self._maxlen, len(marks), *marks, *entry.fields()]
+        shared = encode(tail)  # the payload is encoded once, whatever the number of streams
+        return await self.batcher.run([encoded_append(s, shared, len(tail)) for s in streams])

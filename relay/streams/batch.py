@@ -1,0 +1,96 @@
+"""Micro-batching: the appends of deliveries that arrive together share one round trip.
+
+While one batch is on the wire, new deliveries queue up; when it returns, everything that
+queued goes out as the next batch: one write and one read on one connection, however many
+requests. Under light load a batch is one delivery; under heavy load it grows by itself, and
+the Redis client's per-command overhead is paid once per batch instead of per request.
+Each delivery still gets its own outcome; a Redis error fails only the batch it hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from relay.streams.append import decode_results, load_script
+
+
+class AppendBatcher:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._queue: list[tuple[Sequence[bytes], asyncio.Future[list[str | None]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0  # for tests and curiosity: how many round trips were made
+
+    async def run(self, commands: Sequence[bytes]) -> list[str | None]:
+        """Run RESP-encoded append commands; per command, the new entry id or ``None``.
+        Raises the Redis error of its batch."""
+        future: asyncio.Future[list[str | None]] = asyncio.get_running_loop().create_future()
+        self._queue.append((commands, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_all())
+        return await future
+
+    async def _flush_all(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the requests of this loop iteration queue up
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._flush(batch)
+        finally:
+            self._flusher = None
+
+    async def _flush(
+        self, batch: list[tuple[Sequence[bytes], asyncio.Future[list[str | None]]]]
+    ) -> None:
+        commands = [command for request, _ in batch for command in request]
+        try:
+            results = await self._round_trip(commands)
+            if any(isinstance(result, NoScriptError) for result in results):
+                await load_script(self._redis)  # Redis lost its scripts: load, run again
+                results = await self._round_trip(commands)
+        except Exception as exc:  # the connection or the server failed: this batch only
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        start = 0
+        for request, future in batch:
+            mine = results[start : start + len(request)]
+            start += len(request)
+            if future.done():
+                continue
+            try:
+                future.set_result(decode_results(mine))
+            except Exception as exc:
+                future.set_exception(exc)
+
+    async def _round_trip(self, commands: list[bytes]) -> list[object]:
+        """Send every command in one write and read every reply, on one pooled connection,
+        under one timeout for the whole batch."""
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        self.batches += 1
+        try:
+            await connection.send_packed_command(b"".join(commands), check_health=False)
+            results: list[object] = []
+            try:
+                async with asyncio.timeout(connection.socket_timeout):
+                    for _ in commands:
+                        try:
+                            results.append(await connection.read_response(timeout=math.inf))
+                        except ResponseError as exc:  # an error reply: this command's outcome
+                            results.append(exc)
+            except TimeoutError:
+                raise RedisTimeoutError("Timeout reading a batch of appends") from None
+            return results
+        except BaseException:
+            await connection.disconnect()  # its state is unknown: never reuse it
+            raise
+        finally:
+            await pool.release(connection)
