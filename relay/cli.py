@@ -52,6 +52,10 @@ def run() -> None:
     if problems := settings.serving_problems():
         _fail(problems)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1 and settings.worker_index is None:
+        from relay.supervisor import supervise
+
+        sys.exit(supervise(settings.workers))
     from relay.server import FatalError, serve
 
     try:

@@ -7,13 +7,20 @@ metrics live on the admin port, which is never exposed to the internet.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -32,6 +39,10 @@ from relay.streams.writer import FanoutWriter
 from relay.tls import ReloadingContext
 
 log = structlog.get_logger("relay.server")
+
+
+def multiprocess_metrics() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 @dataclass
@@ -53,7 +64,8 @@ class Relay:
         verifier = verifier_for(settings)
         codec = SecretCodec(settings.secret_encryption_key)
         metrics = IngestMetrics()
-        ProcessCollector(registry=metrics.registry)
+        if not multiprocess_metrics():
+            ProcessCollector(registry=metrics.registry)
         return cls(
             settings=settings,
             redis=redis,
@@ -120,7 +132,12 @@ def build_admin_app(relay: Relay) -> web.Application:
         return web.json_response({"status": "ready"})
 
     async def metrics(request: web.Request) -> web.Response:
-        body = generate_latest(relay.metrics.registry)
+        if multiprocess_metrics():  # RELAY_WORKERS > 1: the sum over every process
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            body = generate_latest(registry)
+        else:
+            body = generate_latest(relay.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
@@ -163,18 +180,23 @@ class RelayServer:
             )
         if self.tls is not None:
             self._background.append(asyncio.create_task(self.tls.watch()))
-        if self.settings.self_register:
+        if self.settings.self_register and not self.settings.worker_index:
+            # With RELAY_WORKERS > 1 only process 0 registers; all read the record.
             self.registration = asyncio.create_task(self._register())
             self._background.append(self.registration)
         await self._public.setup()
         await self._admin.setup()
+        shared = self.settings.worker_index is not None  # RELAY_WORKERS > 1: SO_REUSEPORT
         public = web.TCPSite(
             self._public,
             self.settings.host,
             self.settings.port,
             ssl_context=self.tls.context if self.tls is not None else None,
+            reuse_port=shared,
         )
-        admin = web.TCPSite(self._admin, self.settings.host, self.settings.admin_port)
+        admin = web.TCPSite(
+            self._admin, self.settings.host, self.settings.admin_port, reuse_port=shared
+        )
         await public.start()
         await admin.start()
         self.public_port = _bound_port(self._public)
@@ -182,6 +204,7 @@ class RelayServer:
         log.info(
             "relay_started",
             version=__version__,
+            pid=os.getpid(),
             port=self.public_port,
             admin_port=self.admin_port,
             path=self.settings.path,

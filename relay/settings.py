@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = Field(None, validation_alias="RELAY_TLS_KEY_FILE")
     admin_port: Port = Field(9090, validation_alias="RELAY_ADMIN_PORT")
     shutdown_timeout: float = Field(25.0, gt=0, validation_alias="RELAY_SHUTDOWN_TIMEOUT")
+    workers: int = Field(1, ge=1, le=64, validation_alias="RELAY_WORKERS")
+    # Set by the supervisor of RELAY_WORKERS > 1 for each serving process; not for users.
+    worker_index: int | None = Field(None, ge=0, validation_alias="RELAY_WORKER_INDEX")
 
     stream_prefix: str = Field("anyformat", min_length=1, validation_alias="RELAY_STREAM_PREFIX")
     routes: Annotated[RoutesFile | None, NoDecode] = Field(

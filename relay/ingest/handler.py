@@ -27,21 +27,28 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyIncomplete(Exception):
+    """The sender went away before the whole body arrived."""
+
+
 async def read_limited(request: web.Request, limit: int) -> bytes:
     """The body, reading at most ``limit + 1`` bytes whatever the framing (chunked too)."""
     length = request.content_length
-    if length is not None:
-        if length > limit:
-            raise BodyTooLarge
-        return await request.content.readexactly(length)
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(limit + 1 - size):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        if length is not None:
+            if length > limit:
+                raise BodyTooLarge
+            return await request.content.readexactly(length)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(limit + 1 - size):
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        raise BodyIncomplete from None
 
 
 def _answer(status: int, document: dict[str, Any], *, retry_after: bool = False) -> web.Response:
@@ -110,7 +117,7 @@ class IngestHandler:
             return self._unavailable(fields, "no_secret")
         try:
             body = await read_limited(request, self._limit)
-        except asyncio.IncompleteReadError:
+        except BodyIncomplete:
             return self._reject(fields, 400, "incomplete_body")
         except BodyTooLarge:
             response = self._reject(fields, 413, "body_too_large")

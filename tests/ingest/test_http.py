@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis
+from prometheus_client import generate_latest
 
 from relay.registration.record import RegistrationRecord
 from relay.server import RelayServer
@@ -324,3 +325,33 @@ async def test_admin_endpoints(
     assert 'relay_request_duration_seconds_count{status="200"} 1.0' in text
     async with http.post(admin(server, PATH), data=body, headers=sign(body)) as response:
         assert response.status == 404  # deliveries are never served on the admin port
+
+
+async def test_a_body_cut_short_is_400_and_writes_nothing(
+    start_relay: StartRelay, redis_url: str, redis_sync: redis.Redis
+) -> None:
+    server = await start_relay(redis_url)
+    body = event_body()
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: relay\r\nContent-Length: {len(body)}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in sign(body).items())
+        + "\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.public_port)
+    writer.write(head + body[:20])
+    await writer.drain()
+    writer.write_eof()  # the sender gives up half-way
+    answer = await asyncio.wait_for(reader.read(65536), timeout=5)
+    writer.close()
+    # aiohttp may close a half-closed connection before any answer; either way the
+    # delivery is refused as incomplete, not taken for an internal error.
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400")
+    expected = 'relay_deliveries_rejected_total{reason="incomplete_body"} 1.0'
+    for _ in range(100):  # the handler may finish just after the connection closed
+        metrics = generate_latest(server.relay.metrics.registry).decode()
+        if expected in metrics:
+            break
+        await asyncio.sleep(0.02)
+    assert expected in metrics
+    assert "internal_error" not in metrics
+    assert redis_sync.keys("*") == []
