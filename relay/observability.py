@@ -144,6 +144,12 @@ class IngestMetrics:
         self.redis_errors = Counter(
             "relay_redis_errors", "Redis errors on the delivery path.", registry=r
         )
+        self.in_flight = Gauge(
+            "relay_deliveries_in_flight",
+            "Deliveries being handled now (bounded by RELAY_MAX_IN_FLIGHT).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.entries_written = Counter(
             "relay_stream_entries_written", "Stream entries written by the fan-out.", registry=r
         )

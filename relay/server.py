@@ -116,6 +116,7 @@ def build_public_app(relay: Relay) -> web.Application:
         writer=relay.writer,
         metrics=relay.metrics,
         max_body_bytes=relay.settings.max_body_bytes,
+        max_in_flight=relay.settings.max_in_flight,
     )
     app.router.add_post(relay.settings.path, handler.handle)
     return app

@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     stream_maxlen: int = Field(1_000_000, ge=1, validation_alias="RELAY_STREAM_MAXLEN")
     dedupe_ttl: int = Field(604_800, ge=1, validation_alias="RELAY_DEDUPE_TTL")
     max_body_bytes: int = Field(1_048_576, ge=1, validation_alias="RELAY_MAX_BODY_BYTES")
+    max_in_flight: int = Field(512, ge=1, validation_alias="RELAY_MAX_IN_FLIGHT")
 
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias="RELAY_LOG_LEVEL"

@@ -70,6 +70,7 @@ class IngestHandler:
         writer: FanoutWriter,
         metrics: IngestMetrics,
         max_body_bytes: int,
+        max_in_flight: int = 512,
     ) -> None:
         self._verifier = verifier
         self._secrets = secrets
@@ -78,6 +79,8 @@ class IngestHandler:
         self._metrics = metrics
         self._limit = max_body_bytes
         self._latency_children: dict[int, Any] = {}
+        self._max_in_flight = max_in_flight
+        self.in_flight = 0
 
     def _latency(self, status: int) -> Any:
         """The latency histogram of ``status`` (looked up once: labels() costs a lock)."""
@@ -91,14 +94,13 @@ class IngestHandler:
         received_at = time.time_ns() // 1_000_000
         self._metrics.received.inc()
         fields: dict[str, Any] = {}
-        try:
-            response = await self._handle(request, received_at, fields)
-        except Exception:
-            # A bug, not an input: tell the sender to come back, keep the evidence.
-            log.exception("delivery_internal_error")
-            self._metrics.unavailable.labels("internal_error").inc()
-            fields["outcome"] = "internal_error"
-            response = _answer(503, {"status": "unavailable"}, retry_after=True)
+        if self.in_flight >= self._max_in_flight:
+            # Redis is slow and deliveries pile up: refuse more before reading their
+            # bodies, so memory stays bounded; the sender retries after Retry-After.
+            response = self._unavailable(fields, "overloaded")
+            response.force_close()
+        else:
+            response = await self._admitted(request, received_at, fields)
         elapsed = time.perf_counter() - started
         self._latency(response.status).observe(elapsed)
         log.info(
@@ -108,6 +110,23 @@ class IngestHandler:
             **fields,
         )
         return response
+
+    async def _admitted(
+        self, request: web.Request, received_at: int, fields: dict[str, Any]
+    ) -> web.Response:
+        self.in_flight += 1
+        self._metrics.in_flight.inc()
+        try:
+            return await self._handle(request, received_at, fields)
+        except Exception:
+            # A bug, not an input: tell the sender to come back, keep the evidence.
+            log.exception("delivery_internal_error")
+            self._metrics.unavailable.labels("internal_error").inc()
+            fields["outcome"] = "internal_error"
+            return _answer(503, {"status": "unavailable"}, retry_after=True)
+        finally:
+            self.in_flight -= 1
+            self._metrics.in_flight.dec()
 
     async def _handle(
         self, request: web.Request, received_at: int, fields: dict[str, Any]

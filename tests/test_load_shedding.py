@@ -1,0 +1,44 @@
+"""RELAY_MAX_IN_FLIGHT: with Redis stalled, work in flight is bounded; the rest gets 503."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from prometheus_client import generate_latest
+
+from tests.conftest import StartRelay
+from tests.support.redis_server import RedisServer
+from tests.support.signing import event_body, sign
+
+
+async def test_a_stalled_redis_sheds_load_beyond_the_limit_and_recovers(
+    start_relay: StartRelay, own_redis: RedisServer, http: aiohttp.ClientSession
+) -> None:
+    server = await start_relay(own_redis.url, RELAY_MAX_IN_FLIGHT=5, RELAY_REDIS_TIMEOUT=10)
+    url = f"http://127.0.0.1:{server.public_port}/webhooks/anyformat"
+
+    async def deliver() -> tuple[int, str, str | None]:
+        body = event_body()
+        async with http.post(url, data=body, headers=sign(body)) as response:
+            document = await response.json()
+            reason = document.get("reason") or document["status"]
+            return response.status, reason, response.headers.get("Retry-After")
+
+    own_redis.client().execute_command("CLIENT", "PAUSE", "1500", "ALL")
+    admitted = [asyncio.create_task(deliver()) for _ in range(5)]
+    await asyncio.sleep(0.3)  # these five now wait on Redis
+    shed = await asyncio.gather(*(deliver() for _ in range(15)))
+    assert all(status == 503 and reason == "overloaded" for status, reason, _ in shed)
+    assert all(retry_after and retry_after.isdigit() for *_, retry_after in shed)
+    # Refused at once, not queued: all answered while the admitted five still wait.
+    assert not any(task.done() for task in admitted)
+    results = await asyncio.gather(*admitted)
+    assert [(status, outcome) for status, outcome, _ in results] == [(200, "accepted")] * 5
+
+    status, outcome, _ = await deliver()  # recovered by itself
+    assert (status, outcome) == (200, "accepted")
+    assert own_redis.client().xlen("anyformat:events") == 6
+    metrics = generate_latest(server.relay.metrics.registry).decode()
+    assert "relay_deliveries_in_flight 0.0" in metrics
+    assert 'relay_deliveries_unavailable_total{reason="overloaded"} 15.0' in metrics
