@@ -108,7 +108,8 @@ class Registrar:
                 return webhook.is_active and set(self.events) <= set(webhook.events)
         return False
 
-    async def _create(self, previous: RegistrationRecord | None, reason: str) -> RegistrationRecord:
+    async def _subscribe(self, retiring: list[RetiringSubscription]) -> RegistrationRecord:
+        """Create a subscription and store it as current, before anything can use it."""
         created = await with_retries(
             lambda: self.client.create_webhook(self.url, self.events), what="create webhook"
         )
@@ -118,9 +119,14 @@ class Registrar:
             events=created.events,
             secret=created.secret,
             created_at=created.created_at,
+            retiring=retiring,
         )
-        await self._save(record)  # stored before anything can use it
-        log.info("subscription_created", webhook_id=created.id, url=self.url, reason=reason)
+        await self._save(record)
+        return record
+
+    async def _create(self, previous: RegistrationRecord | None, reason: str) -> RegistrationRecord:
+        record = await self._subscribe(retiring=[])
+        log.info("subscription_created", webhook_id=record.id, url=self.url, reason=reason)
         if previous is not None:
             await self._delete(previous.id, "replaced")
             for old in previous.retiring:
@@ -149,9 +155,6 @@ class Registrar:
             current = await self.load()
             if current is None:
                 raise ApiError(f"no subscription is registered for {self.url}: run relay register")
-            created = await with_retries(
-                lambda: self.client.create_webhook(self.url, self.events), what="create webhook"
-            )
             retiring = list(current.retiring)
             if grace is not None:
                 retiring.append(
@@ -159,16 +162,8 @@ class Registrar:
                         id=current.id, secret=current.secret, delete_after=time.time() + grace
                     )
                 )
-            record = RegistrationRecord(
-                id=created.id,
-                url=self.url,
-                events=created.events,
-                secret=created.secret,
-                created_at=created.created_at,
-                retiring=retiring,
-            )
-            await self._save(record)
-            log.info("secret_rotated", webhook_id=created.id, previous=current.id, grace_s=grace)
+            record = await self._subscribe(retiring)
+            log.info("secret_rotated", webhook_id=record.id, previous=current.id, grace_s=grace)
             if grace is None:
                 await self._delete(current.id, "rotated")
             return record, current.id
