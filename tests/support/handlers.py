@@ -45,3 +45,11 @@ async def slow(event: Event) -> None:
 
 def not_async(event: Event) -> None:
     """A plain function: refused as a handler."""
+
+
+async def chaos(event: Event) -> None:
+    """Poison for extraction ids ending in "-poison"; otherwise a short job."""
+    if event.extraction_id.endswith("-poison"):
+        raise ValueError("poison entry")
+    await asyncio.sleep(float(os.environ.get("HANDLER_SECONDS", "0.02")))
+    await _record(event, "done")

@@ -61,6 +61,13 @@ class RedisServer:
                 time.sleep(0.02)
         raise RuntimeError("redis-server did not answer within 10 s")
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save, no final fsync."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
     def stop(self) -> None:
         if self.process is None:
             return

@@ -1,0 +1,77 @@
+"""Workers killed with SIGKILL under load: every entry handled at least once, nothing left
+pending, and the dead-letter stream holding exactly the poison entries, once each."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.process import RelayProcess
+from tests.support.redis_server import RedisServer
+
+pytestmark = [pytest.mark.chaos, pytest.mark.process]
+ROOT = str(Path(__file__).resolve().parents[2])
+STREAM, GROUP = "anyformat:events", "chaos"
+
+
+def worker(server: RedisServer) -> RelayProcess:
+    return RelayProcess(
+        {"RELAY_REDIS_URL": server.url, "TEST_REDIS_URL": server.url,
+         "RELAY_LOG_LEVEL": "warning", "HANDLER_SECONDS": "0.1"},
+        "worker", "--stream", STREAM, "--group", GROUP, "--handler",
+        "tests.support.handlers:chaos", "--start-id", "0", "--concurrency", "8",
+        "--max-attempts", "3", "--backoff-base", "0.05", "--backoff-max", "0.2",
+        "--claim-idle", "1",
+        cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_workers_killed_under_load(own_redis: RedisServer) -> None:
+    client = own_redis.client()
+    ids = []
+    for n in range(300):
+        extraction = f"ex-{n}-poison" if n % 50 == 7 else f"ex-{n}"
+        payload = json.dumps(
+            {"event": "extraction.completed", "data": {"extraction_id": extraction}}
+        )
+        fields = {"id": f"msg_{n}", "event": "extraction.completed", "payload": payload,
+                  "received_at": "0", "extraction_id": extraction, "workflow_id": ""}  # fmt: skip
+        ids.append(client.xadd(STREAM, fields).decode())
+    poison = {entry for n, entry in enumerate(ids) if n % 50 == 7}
+
+    steady, victim = worker(own_redis), worker(own_redis)
+    steady.start(wait_ready=False)
+    kills = 0
+    try:
+        for _ in range(3):
+            victim.start(wait_ready=False)
+            time.sleep(0.7)
+            victim.kill()  # SIGKILL mid-work: its pending entries wait for takeover
+            kills += 1
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pending = client.xpending(STREAM, GROUP)["pending"]
+            if pending == 0 and client.xlen(f"{STREAM}:dlq") == len(poison):
+                break
+            time.sleep(0.2)
+    finally:
+        victim.kill()
+        assert steady.terminate() == 0
+
+    handled = [json.loads(item) for item in client.lrange("handled", 0, -1)]
+    handled_entries = {item["entry_id"] for item in handled}
+    dead = [fields[b"original_id"].decode() for _, fields in client.xrange(f"{STREAM}:dlq")]
+    repeats = len(handled) - len(handled_entries)
+    taken_over = sum(item["attempt"] > 1 for item in handled)
+    pending = client.xpending(STREAM, GROUP)["pending"]
+    print(
+        f"entries={len(ids)} kills={kills} handled={len(handled)} repeats={repeats} "
+        f"taken_over={taken_over} dead_lettered={len(dead)} pending={pending}"
+    )
+    assert taken_over > 0  # the kills left entries that another consumer finished
+    assert handled_entries == set(ids) - poison  # at least once, every healthy entry
+    assert sorted(dead) == sorted(poison)  # exactly the poison entries, once each
+    assert client.xpending(STREAM, GROUP)["pending"] == 0  # everything acknowledged
