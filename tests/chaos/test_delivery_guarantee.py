@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import redis
@@ -128,3 +129,34 @@ async def test_redis_paused_connections_killed_and_slowed() -> None:
     finally:
         relay.kill()
         own_redis.close()
+
+
+async def test_a_rolling_deploy_with_two_versions_of_the_routes_file(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Old and new relays side by side, the sender's re-sends landing on either."""
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("routes:\n  - event: '*'\n    streams: [shared:events, old:only]\n")
+    new.write_text("routes:\n  - event: '*'\n    streams: [shared:events, new:only]\n")
+    relays = []
+    for routes in (old, new):
+        relay = relay_for(own_redis)
+        relay.env["RELAY_ROUTES_FILE"] = str(routes)
+        relays.append(relay.start())
+    try:
+        # Every delivery goes first to one version, and its re-send to the other.
+        first = await send_all(f"{relays[0].url}/webhooks/anyformat", 200, rate=200,
+                               deadline_s=30)  # fmt: skip
+        again = await send_all(f"{relays[1].url}/webhooks/anyformat", 200, rate=200,
+                               deadline_s=30)  # fmt: skip
+    finally:
+        for relay in relays:
+            relay.kill()
+    client = own_redis.client()
+    shared = Counter(fields[b"id"].decode() for _, fields in client.xrange("shared:events"))
+    print(
+        f"{first.summary()} / {again.summary()} shared={len(shared)} "
+        f"old={client.xlen('old:only')} new={client.xlen('new:only')}"
+    )
+    assert len(shared) == 200 and set(shared.values()) == {1}  # no loss, no double
+    assert client.xlen("old:only") == 200 and client.xlen("new:only") == 200
