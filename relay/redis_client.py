@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from typing import cast
+
+from redis.asyncio import Redis, RedisCluster
 
 from relay import __version__
 from relay.settings import Settings
@@ -14,6 +16,18 @@ def redis_from_settings(settings: Settings) -> Redis:
     The timeout bounds how long a delivery can hang on Redis before it is answered 503,
     so it must stay below ``RELAY_SHUTDOWN_TIMEOUT`` for shutdown to drain cleanly.
     """
+    if settings.redis_cluster:
+        # The cluster client speaks the same command API; the places that need to know
+        # (the fan-out's batching) check for it. Commands route by key slot, and every
+        # script of the relay touches keys of a single slot.
+        cluster = RedisCluster.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            client_name=f"anyformat-relay-{__version__}".replace(" ", "_"),
+            decode_responses=False,
+        )
+        return cast(Redis, cluster)
     return Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout,

@@ -144,16 +144,6 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL with a host")
         return value.rstrip("/")
 
-    @field_validator("redis_cluster")
-    @classmethod
-    def _no_cluster_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(
-                "Redis Cluster is not supported in this version yet (the key layout is "
-                "ready, the client is not); point RELAY_REDIS_URL at a single Redis"
-            )
-        return value
-
     @field_validator("webhook_path")
     @classmethod
     def _webhook_path(cls, value: str | None) -> str | None:

@@ -9,6 +9,7 @@ import redis
 
 from relay.server import RelayServer
 from relay.settings import Settings
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 from tests.support.signing import SECRET
 
@@ -31,6 +32,14 @@ def redis_url(shared_redis: RedisServer) -> str:
 @pytest.fixture
 def redis_sync(shared_redis: RedisServer, redis_url: str) -> redis.Redis:
     return shared_redis.client()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real three-master cluster (one replica each), shared by the cluster tests."""
+    cluster = RedisCluster().start()
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
-from relay.streams.append import encode, encoded_append, load_script
+from relay.streams.append import append_command, encode, encoded_append, load_script, run_appends
 from relay.streams.batch import AppendBatcher
 
 
@@ -53,6 +53,14 @@ class FanoutWriter:
         ``marks`` are the dedupe marks; the message id when empty.
         """
         marks = marks or (entry.id,)
+        if isinstance(self._redis, RedisCluster):
+            # Streams on several shards: the cluster pipeline makes one round trip per node.
+            commands = [
+                append_command(s, marks, entry.fields(), window_ms=self._window_ms,
+                               maxlen=self._maxlen)
+                for s in streams
+            ]  # fmt: skip
+            return await run_appends(self._redis, commands)
         tail = [self._window_ms, self._maxlen, len(marks), *marks, *entry.fields()]
         shared = encode(tail)  # the payload is encoded once, whatever the number of streams
         return await self.batcher.run([encoded_append(s, shared, len(tail)) for s in streams])

@@ -4,10 +4,10 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from relay.dev.embedded import EmbeddedRedis, start_embedded_redis
 from relay.streams.writer import Entry, FanoutWriter
@@ -24,13 +24,18 @@ def embedded_redis() -> Iterator[EmbeddedRedis]:
     server.stop()
 
 
-@pytest.fixture(params=["redis-server", "embedded"])
-async def client(
-    request: pytest.FixtureRequest, redis_url: str, embedded_redis: EmbeddedRedis
-) -> AsyncIterator[Redis]:
-    """Every worker case runs on a real redis-server and on `relay dev`'s embedded server."""
-    url = redis_url if request.param == "redis-server" else embedded_redis.url
-    client = Redis.from_url(url, socket_timeout=5)
+@pytest.fixture(params=["redis-server", "embedded", "cluster"])
+async def client(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Redis]:
+    """Every worker case runs on a real redis-server, on `relay dev`'s embedded server and
+    on a real Redis Cluster."""
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        client: Redis = cast(Redis, RedisCluster.from_url(cluster.url, socket_timeout=5))
+    else:
+        url = redis_url
+        if request.param == "embedded":
+            url = request.getfixturevalue("embedded_redis").url
+        client = Redis.from_url(url, socket_timeout=5)
     await client.flushall()
     yield client
     await client.aclose()
