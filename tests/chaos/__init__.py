@@ -1,0 +1,1 @@
+"""Failure injection under load; every scenario prints its counts into the test output."""

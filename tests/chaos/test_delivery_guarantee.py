@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.signing import SECRET
 
 pytestmark = [pytest.mark.chaos, pytest.mark.process]
+Say = Callable[[str], None]
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
 
 
@@ -32,7 +34,7 @@ def relay_for(server: RedisServer) -> RelayProcess:
     )
 
 
-def check_exactly_once(client: redis.Redis, report: SendReport) -> str:
+def check_exactly_once(client: redis.Redis, report: SendReport, say: Say) -> str:
     counts = {}
     for stream in STREAMS:
         ids = Counter(fields[b"id"].decode() for _, fields in client.xrange(stream))
@@ -40,7 +42,7 @@ def check_exactly_once(client: redis.Redis, report: SendReport) -> str:
         losses = len(report.acknowledged - set(ids))
         counts[stream] = (len(ids), duplicates, losses)
     summary = f"{report.summary()} streams={counts}"
-    print(summary)
+    say(summary)
     assert len(report.acknowledged) == report.deliveries, summary
     for stream, (entries, duplicates, losses) in counts.items():
         assert (entries, duplicates, losses) == (report.deliveries, 0, 0), (stream, summary)
@@ -59,7 +61,7 @@ async def run_with(fault, url: str, count: int = 400) -> SendReport:  # type: ig
         worker.join(30)
 
 
-async def test_relay_killed_with_sigkill_under_load(own_redis: RedisServer) -> None:
+async def test_relay_killed_with_sigkill_under_load(own_redis: RedisServer, say: Say) -> None:
     relay = relay_for(own_redis).start()
 
     def kill_and_restart(stop: threading.Event) -> None:
@@ -75,10 +77,10 @@ async def test_relay_killed_with_sigkill_under_load(own_redis: RedisServer) -> N
     finally:
         relay.kill()
     assert report.resends > 0  # the kills were felt
-    check_exactly_once(own_redis.client(), report)
+    check_exactly_once(own_redis.client(), report, say)
 
 
-async def test_redis_killed_and_restarted_with_aof(tmp_path: object) -> None:
+async def test_redis_killed_and_restarted_with_aof(tmp_path: object, say: Say) -> None:
     server = RedisServer("--appendonly", "yes", "--appendfsync", "always")
     server.start()
     relay = relay_for(server).start()
@@ -94,14 +96,14 @@ async def test_redis_killed_and_restarted_with_aof(tmp_path: object) -> None:
     try:
         report = await run_with(kill_redis, f"{relay.url}/webhooks/anyformat")
         assert report.failures.get("503", 0) > 0  # the outage was answered 503
-        check_exactly_once(server.client(), report)
+        check_exactly_once(server.client(), report, say)
         assert "Traceback" not in relay.output()
     finally:
         relay.kill()
         server.close()
 
 
-async def test_redis_paused_connections_killed_and_slowed() -> None:
+async def test_redis_paused_connections_killed_and_slowed(say: Say) -> None:
     own_redis = RedisServer("--enable-debug-command", "local")
     own_redis.start()
     relay = relay_for(own_redis).start()
@@ -125,14 +127,14 @@ async def test_redis_paused_connections_killed_and_slowed() -> None:
         report = await run_with(misbehave, f"{relay.url}/webhooks/anyformat")
         assert slept.is_set()  # every fault ran
         assert "500" not in report.failures, report.summary()
-        check_exactly_once(own_redis.client(), report)
+        check_exactly_once(own_redis.client(), report, say)
     finally:
         relay.kill()
         own_redis.close()
 
 
 async def test_a_rolling_deploy_with_two_versions_of_the_routes_file(
-    own_redis: RedisServer, tmp_path: Path
+    own_redis: RedisServer, tmp_path: Path, say: Say
 ) -> None:
     """Old and new relays side by side, the sender's re-sends landing on either."""
     old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
@@ -154,7 +156,7 @@ async def test_a_rolling_deploy_with_two_versions_of_the_routes_file(
             relay.kill()
     client = own_redis.client()
     shared = Counter(fields[b"id"].decode() for _, fields in client.xrange("shared:events"))
-    print(
+    say(
         f"{first.summary()} / {again.summary()} shared={len(shared)} "
         f"old={client.xlen('old:only')} new={client.xlen('new:only')}"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def worker(server: RedisServer) -> RelayProcess:
     )  # fmt: skip
 
 
-def test_workers_killed_under_load(own_redis: RedisServer) -> None:
+def test_workers_killed_under_load(own_redis: RedisServer, say: Callable[[str], None]) -> None:
     client = own_redis.client()
     ids = []
     for n in range(300):
@@ -67,7 +68,7 @@ def test_workers_killed_under_load(own_redis: RedisServer) -> None:
     repeats = len(handled) - len(handled_entries)
     taken_over = sum(item["attempt"] > 1 for item in handled)
     pending = client.xpending(STREAM, GROUP)["pending"]
-    print(
+    say(
         f"entries={len(ids)} kills={kills} handled={len(handled)} repeats={repeats} "
         f"taken_over={taken_over} dead_lettered={len(dead)} pending={pending}"
     )

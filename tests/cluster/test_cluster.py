@@ -133,7 +133,7 @@ def test_cli_stats_and_dlq_on_a_cluster(cluster: RedisCluster) -> None:
 
 @pytest.mark.chaos
 async def test_a_master_failover_during_a_run(
-    start_relay: StartRelay, cluster: RedisCluster
+    start_relay: StartRelay, cluster: RedisCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server = await start_relay(cluster.url, RELAY_REDIS_CLUSTER=True, RELAY_REDIS_TIMEOUT=1)
     replica = cluster.replica_of(STREAMS[0])
@@ -156,7 +156,8 @@ async def test_a_master_failover_during_a_run(
         assert time.monotonic() < deadline, "the failover did not happen"
         await asyncio.sleep(0.1)
     client = cluster.client()
-    print(report.summary())
+    with capsys.disabled():
+        print(f"\n[cluster failover] {report.summary()}")
     assert len(report.acknowledged) == 300, report.summary()
     for stream in STREAMS:
         ids = Counter(fields[b"id"].decode() for _, fields in client.xrange(stream))
