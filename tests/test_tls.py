@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import pytest
 import trustme
 
+from relay.server import RelayServer
+from relay.tls import ReloadingContext
 from tests.conftest import StartRelay
 from tests.support.signing import event_body, sign
 
@@ -41,32 +45,39 @@ def same(pem_a: bytes, pem_b: bytes) -> bool:
     return ssl.PEM_cert_to_DER_cert(pem_a.decode()) == ssl.PEM_cert_to_DER_cert(pem_b.decode())
 
 
+@dataclass
+class TlsRelay:
+    server: RelayServer
+    tls: ReloadingContext
+    ca: trustme.CA
+    cert: Path
+    first: bytes
+
+
+@pytest.fixture
+async def tls_relay(start_relay: StartRelay, redis_url: str, tmp_path: Path) -> TlsRelay:
+    ca = trustme.CA()
+    cert, key, first = issue(ca, tmp_path)
+    server = await start_relay(
+        redis_url, RELAY_TLS_CERT_FILE=str(cert), RELAY_TLS_KEY_FILE=str(key)
+    )
+    assert server.tls is not None
+    return TlsRelay(server, server.tls, ca, cert, first)
+
+
 async def test_https_with_certificates_rotated_in_place(
-    start_relay: StartRelay, redis_url: str, tmp_path: Path
+    tls_relay: TlsRelay, tmp_path: Path
 ) -> None:
-    ca = trustme.CA()
-    cert, key, first = issue(ca, tmp_path)
-    server = await start_relay(
-        redis_url, RELAY_TLS_CERT_FILE=str(cert), RELAY_TLS_KEY_FILE=str(key)
-    )
-    assert server.tls is not None
-    assert same(await served_certificate(server.public_port, ca), first)
-
+    port, ca = tls_relay.server.public_port, tls_relay.ca
+    assert same(await served_certificate(port, ca), tls_relay.first)
     _, _, second = issue(ca, tmp_path)  # cert-manager writes the new pair in place
-    assert server.tls.reload_if_changed()
-    assert same(await served_certificate(server.public_port, ca), second)
-    assert not server.tls.reload_if_changed()  # nothing changed since
+    assert tls_relay.tls.reload_if_changed()
+    assert same(await served_certificate(port, ca), second)
+    assert not tls_relay.tls.reload_if_changed()  # nothing changed since
 
 
-async def test_a_half_written_pair_keeps_the_current_certificate(
-    start_relay: StartRelay, redis_url: str, tmp_path: Path
-) -> None:
-    ca = trustme.CA()
-    cert, key, first = issue(ca, tmp_path)
-    server = await start_relay(
-        redis_url, RELAY_TLS_CERT_FILE=str(cert), RELAY_TLS_KEY_FILE=str(key)
-    )
-    assert server.tls is not None
-    cert.write_text("-----BEGIN CERTIFICATE-----\ntruncated\n")
-    assert not server.tls.reload_if_changed()
-    assert same(await served_certificate(server.public_port, ca), first)
+async def test_a_half_written_pair_keeps_the_current_certificate(tls_relay: TlsRelay) -> None:
+    tls_relay.cert.write_text("-----BEGIN CERTIFICATE-----\ntruncated\n")
+    assert not tls_relay.tls.reload_if_changed()
+    served = await served_certificate(tls_relay.server.public_port, tls_relay.ca)
+    assert same(served, tls_relay.first)
