@@ -290,10 +290,14 @@ async def test_acks_of_handlers_finishing_together_share_one_xack(
 
     monkeypatch.setattr(client, "xack", counting_xack)
 
+    handled: list[str] = []
+
     async def handler(event: Event) -> None:
         await asyncio.sleep(0.01)
+        handled.append(event.entry_id)
 
     await start_worker(handler, concurrency=10)
+    await eventually(lambda: asyncio.sleep(0, len(handled) == 40))
     await eventually(lambda: _zero(client))
     assert sum(calls) == 40
     assert len(calls) < 40
