@@ -1,0 +1,83 @@
+"""The ``relay`` command group and what its commands share: settings, loops, output."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from relay import __version__
+from relay.settings import Settings, describe_errors
+
+EXIT_CONFIG = 2
+T = TypeVar("T")
+
+
+def fail(lines: list[str]) -> NoReturn:
+    for line in lines:
+        click.echo(f"relay: configuration error: {line}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and ``.env``; a bad value ends the process here."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fail(describe_errors(exc))
+
+
+@click.group()
+@click.version_option(__version__, prog_name="relay")
+def main() -> None:
+    """AnyFormat Relay: verified webhooks in, Redis Streams out."""
+
+
+def run_loop(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (Linux, macOS): the event loop's own overhead is
+    a large share of each request; asyncio's loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+
+
+def with_redis(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from relay.redis_client import redis_from_settings
+
+    async def go() -> T:
+        redis = redis_from_settings(settings)
+        try:
+            return await work(redis)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(go())
+
+
+def iso(ms: str | int) -> str:
+    try:
+        return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).isoformat(timespec="seconds")
+    except ValueError:
+        return str(ms)
+
+
+def clip(text: str, width: int | None) -> str:
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
+def table(rows: list[dict[str, Any]], truncate: dict[str, int] | None = None) -> None:
+    widths_limit = truncate or {}
+    headers = list(rows[0])
+    cells = [{key: clip(str(row[key]), widths_limit.get(key)) for key in headers} for row in rows]
+    widths = {key: max(len(key), *(len(cell[key]) for cell in cells)) for key in headers}
+    click.echo("  ".join(key.upper().ljust(widths[key]) for key in headers).rstrip())
+    for cell in cells:
+        click.echo("  ".join(cell[key].ljust(widths[key]) for key in headers).rstrip())

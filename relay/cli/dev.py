@@ -1,0 +1,155 @@
+"""Local development: ``relay dev``, ``relay trigger``, ``relay tail``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from typing import Any
+
+import aiohttp
+import click
+from pydantic import SecretStr
+
+from relay.cli.app import load_settings, main, run_loop, with_redis
+from relay.observability import configure_logging
+
+# --- local development -----------------------------------------------------------------
+
+
+@main.command()
+def dev() -> None:
+    """Run the whole loop locally: no AnyFormat account, Redis embedded if none answers."""
+    import base64
+    import os
+
+    import redis as sync_redis
+
+    from relay.dev.embedded import start_embedded_redis
+    from relay.dev.state import DevState, save_state
+    from relay.server import FatalError, serve
+
+    settings = load_settings()
+    secret = settings.webhook_secrets[0] if settings.webhook_secrets else None
+    updates: dict[str, Any] = {"self_register": False}
+    if secret is None:
+        secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        if settings.signature_scheme == "hmac-sha256":
+            secret = base64.b64encode(os.urandom(24)).decode()
+        updates["webhook_secret"] = SecretStr(secret)
+    embedded = None
+    try:
+        sync_redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5).ping()
+        redis_note = f"{settings.redis_url} (answering)"
+    except (sync_redis.RedisError, OSError):
+        embedded = start_embedded_redis()
+        updates["redis_url"] = embedded.url
+        redis_note = (
+            f"{embedded.url} (embedded in this process: in memory, for development only; "
+            f"nothing answered at {settings.redis_url})"
+        )
+    settings = settings.model_copy(update=updates)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{settings.port}{settings.path}"
+    path = save_state(
+        DevState(
+            url=url,
+            secret=secret,
+            scheme=settings.signature_scheme,
+            hmac_header=settings.hmac_header,
+            redis_url=settings.redis_url,
+        )
+    )
+    stream = f"{settings.stream_prefix}:events"
+    click.echo(
+        f"""AnyFormat Relay, development mode (registration off)
+  webhook URL  {url}
+  admin        http://{host}:{settings.admin_port}/readyz  /metrics
+  redis        {redis_note}
+  secret       {secret}   ({settings.signature_scheme}; saved for trigger/tail in {path})
+
+Next, in another terminal:
+  relay trigger extraction.completed
+  relay tail {stream}
+  RELAY_REDIS_URL={settings.redis_url} relay worker --stream {stream} --group dev \\
+      --handler examples.billing_worker:handle --start-id 0
+""",
+        err=True,
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        run_loop(serve(settings))
+    except FatalError as exc:
+        click.echo(f"relay: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@main.command()
+@click.argument("event", default="extraction.completed")
+@click.option("--url", default=None, help="The relay's webhook URL [default: from relay dev].")
+@click.option("--secret", default=None, help="Signing secret [default: from relay dev].")
+@click.option("--workflow-id", default=None, help="data.workflow_id of the sample.")
+def trigger(event: str, url: str | None, secret: str | None, workflow_id: str | None) -> None:
+    """Send a correctly signed sample EVENT delivery to a running relay."""
+    import os
+
+    from relay.dev.state import load_state
+    from relay.dev.trigger import sample_body, send, signed_headers
+
+    state = load_state()
+    scheme = os.environ.get("RELAY_SIGNATURE_SCHEME", state.scheme if state else "standard")
+    header = os.environ.get("RELAY_HMAC_HEADER", state.hmac_header if state else "X-Signature")
+    secret = (
+        secret
+        or os.environ.get("RELAY_WEBHOOK_SECRET", "").split(",")[0]
+        or (state.secret if state else None)
+    )
+    url = url or (state.url if state else "http://127.0.0.1:8080/webhooks/anyformat")
+    if not secret:
+        raise click.UsageError(
+            "no secret: pass --secret, set RELAY_WEBHOOK_SECRET or run relay dev"
+        )
+    body = sample_body(event, workflow_id)
+    try:
+        headers = signed_headers(body, secret, scheme, header)
+        status, answer = asyncio.run(send(url, body, headers))
+    except ValueError as exc:
+        raise click.ClickException(f"the secret {exc}") from None
+    except (OSError, aiohttp.ClientError) as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from None
+    click.echo(f"{status} {answer}")
+    if not 200 <= status < 300:
+        reason = "the relay refused the signature (wrong secret?)" if status == 401 else answer
+        raise click.ClickException(f"{url} answered {status}: {reason}")
+
+
+@main.command()
+@click.argument("stream")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
+@click.option("--from-start", is_flag=True, help="Print the stream's existing entries first.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N entries.")
+def tail(stream: str, as_json: bool, from_start: bool, count: int | None) -> None:
+    """Print the entries of STREAM as they arrive (until Ctrl-C)."""
+    import os
+
+    from relay.dev.state import load_state
+    from relay.dev.tail import follow, render
+
+    settings = load_settings()
+    state = load_state()
+    if "RELAY_REDIS_URL" not in os.environ and state is not None:
+        settings = settings.model_copy(update={"redis_url": state.redis_url})
+
+    async def work(redis: Any) -> None:
+        seen = 0
+        async for entry_id, fields in follow(redis, stream, start="0" if from_start else "$"):
+            click.echo(render(entry_id, fields, as_json))
+            seen += 1
+            if count is not None and seen >= count:
+                return
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how tail ends
+        with_redis(settings, work)

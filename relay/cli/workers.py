@@ -1,0 +1,246 @@
+"""Workers and their streams: ``relay worker``, ``relay dlq …``, ``relay stats``."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import orjson
+
+from relay.cli.app import iso, load_settings, main, run_loop, table, with_redis
+from relay.observability import configure_logging
+
+# --- workers -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--stream", required=True, help="Stream to consume.")
+@click.option("--group", required=True, help="Consumer group (created when missing).")
+@click.option("--handler", "handler_path", required=True, help="package.module:function")
+@click.option("--consumer", default=None, help="Consumer name [default: host name + pid].")
+@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-attempts", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--backoff-base", default=1.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--backoff-max", default=60.0, show_default=True, type=click.FloatRange(min=0))
+@click.option(
+    "--claim-idle",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds before another consumer's idle pending entry is taken over.",
+)
+@click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--metrics-port", default=None, type=click.IntRange(0, 65535))
+@click.option(
+    "--start-id",
+    default="$",
+    show_default=True,
+    help="Where a new group starts: $ (new entries only) or 0 (the whole stream).",
+)
+def worker(
+    stream: str,
+    group: str,
+    handler_path: str,
+    consumer: str | None,
+    concurrency: int,
+    max_attempts: int,
+    backoff_base: float,
+    backoff_max: float,
+    claim_idle: float,
+    shutdown_timeout: float,
+    metrics_port: int | None,
+    start_id: str,
+) -> None:
+    """Run an async handler for each entry of STREAM, through consumer group GROUP."""
+    from relay.worker.loader import HandlerError, load_handler
+    from relay.worker.process import run_worker
+    from relay.worker.retry import RetryPolicy
+
+    settings = load_settings()
+    try:
+        handler = load_handler(handler_path)
+        retry = RetryPolicy(max_attempts, backoff_base, backoff_max)
+    except (HandlerError, ValueError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    configure_logging(settings.log_level, settings.log_format)
+    run_loop(
+        run_worker(
+            settings,
+            handler,
+            metrics_port=metrics_port,
+            stream=stream,
+            group=group,
+            consumer=consumer,
+            concurrency=concurrency,
+            retry=retry,
+            claim_idle=claim_idle,
+            shutdown_timeout=shutdown_timeout,
+            start_id=start_id,
+        )
+    )
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect, replay and purge dead letters ({stream}:dlq)."""
+
+
+@dlq.command("list")
+@click.argument("stream")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+def dlq_list(stream: str, limit: int, as_json: bool) -> None:
+    """The oldest dead letters of STREAM."""
+    from relay.worker.deadletter import list_dead
+
+    letters = with_redis(load_settings(), lambda r: list_dead(r, stream, limit))
+    rows = [
+        {
+            "dlq_id": letter.dlq_id,
+            "original_id": letter.text("original_id"),
+            "id": letter.text("id"),
+            "event": letter.text("event"),
+            "group": letter.text("group"),
+            "attempts": letter.text("attempts"),
+            "failed_at": iso(letter.text("failed_at")),
+            "error": letter.text("error"),
+        }
+        for letter in letters
+    ]
+    if as_json:
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not rows:
+        click.echo(f"no dead letters in {stream}:dlq")
+        return
+    table(rows, truncate={"error": 60})
+
+
+@dlq.command("show")
+@click.argument("stream")
+@click.argument("dlq_id")
+def dlq_show(stream: str, dlq_id: str) -> None:
+    """Every field of one dead letter, the payload pretty-printed."""
+    from relay.worker.deadletter import get_dead
+
+    letter = with_redis(load_settings(), lambda r: get_dead(r, stream, dlq_id))
+    if letter is None:
+        raise click.ClickException(f"no dead letter {dlq_id} in {stream}:dlq")
+    click.echo(f"dlq_id: {letter.dlq_id}")
+    for name, value in letter.fields.items():
+        if name == "payload":
+            continue
+        text = value.decode(errors="replace")
+        click.echo(f"{name}: {iso(text) if name in ('failed_at', 'received_at') else text}")
+    payload = letter.fields.get("payload", b"")
+    try:
+        pretty = orjson.dumps(orjson.loads(payload), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        pretty = payload.decode(errors="replace")
+    click.echo("payload:")
+    click.echo(pretty)
+
+
+@dlq.command("replay")
+@click.argument("stream")
+@click.option("--id", "ids", multiple=True, help="A dead letter to replay (repeatable).")
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+def dlq_replay(stream: str, ids: tuple[str, ...], replay_all: bool) -> None:
+    """Put dead letters back on STREAM, once each, and remove them from the DLQ."""
+    from relay.worker.deadletter import list_dead, replay
+
+    if bool(ids) == replay_all:
+        raise click.UsageError("give --id ID (one or more) or --all")
+    settings = load_settings()
+
+    async def work(redis: Any) -> list[tuple[str, str]]:
+        targets = list(ids)
+        if replay_all:
+            targets = [letter.dlq_id for letter in await list_dead(redis, stream, 1_000_000)]
+        return [
+            (dlq_id, await replay(redis, stream, dlq_id, maxlen=settings.stream_maxlen))
+            for dlq_id in targets
+        ]
+
+    results = with_redis(settings, work)
+    for dlq_id, outcome in results:
+        click.echo(f"{dlq_id}: {outcome}")
+    replayed = sum(outcome != "absent" for _, outcome in results)
+    # "absent" is not an error: a replay run twice finds its work done, which is the point.
+    click.echo(f"{replayed} replayed onto {stream}, {len(results) - replayed} not found")
+
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+
+
+def parse_before(text: str) -> int:
+    """A point in time as Unix ms: ``7d``/``24h``/``30m``/``10s`` ago, Unix seconds or ms,
+    or an ISO 8601 date-time (UTC unless it says otherwise)."""
+    if match := _DURATION.fullmatch(text):
+        seconds = int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        return time.time_ns() // 1_000_000 - seconds * 1000
+    if text.isdigit():
+        value = int(text)
+        return value if value > 10**11 else value * 1000
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            "use a duration (7d, 24h, 30m), Unix seconds or ms, or an ISO 8601 date-time"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@dlq.command("purge")
+@click.argument("stream")
+@click.option("--before", default=None, help="Only dead letters older than this (7d, ISO time).")
+def dlq_purge(stream: str, before: str | None) -> None:
+    """Delete dead letters of STREAM: all, or those dead-lettered before --before."""
+    from relay.worker.deadletter import purge
+
+    before_ms = parse_before(before) if before is not None else None
+    removed = with_redis(load_settings(), lambda r: purge(r, stream, before_ms))
+    click.echo(f"purged {removed} dead letter(s) from {stream}:dlq")
+
+
+@main.command()
+@click.argument("streams", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="JSON for machines.")
+def stats(streams: tuple[str, ...], as_json: bool) -> None:
+    """Length, groups, consumers, pending, lag and DLQ length per stream (all by default)."""
+    from relay.worker.stats import discover_streams, stream_stats
+
+    async def work(redis: Any) -> list[Any]:
+        names = list(streams) or await discover_streams(redis)
+        return [await stream_stats(redis, name) for name in names]
+
+    found = with_redis(load_settings(), work)
+    if as_json:
+        document = [item.as_dict() for item in found]
+        click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return
+    rows = []
+    for item in found:
+        base = {"stream": item.stream, "length": item.length, "dlq": item.dlq_length}
+        if not item.groups:
+            rows.append({**base, "group": "-", "consumers": "", "pending": "", "lag": ""})
+        for group in item.groups:
+            lag = "?" if group.lag is None else group.lag
+            rows.append(
+                {
+                    **base,
+                    "group": group.name,
+                    "consumers": group.consumers,
+                    "pending": group.pending,
+                    "lag": lag,
+                }
+            )
+    if not rows:
+        click.echo("no streams")
+        return
+    table(rows)
