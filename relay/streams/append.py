@@ -7,6 +7,7 @@ never produce a second entry, which is what makes every retry here safe.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from importlib.resources import files
@@ -44,11 +45,16 @@ def encode(args: Sequence[str | bytes | int]) -> list[bytes]:
     return out
 
 
-def encoded_append(stream: str, shared_tail: list[bytes], tail_count: int) -> bytes:
+@functools.lru_cache(maxsize=4096)
+def _append_head(stream: str) -> bytes:
+    """The fixed part of a stream's append: the script, the key count and its two keys."""
+    return b"".join(encode(("EVALSHA", SHA, 2, stream, dedupe_key(stream))))
+
+
+def encoded_append(stream: str, shared_tail: bytes, tail_count: int) -> bytes:
     """One append command in RESP, ``shared_tail`` being the encoded arguments after the
     keys (window, maxlen, marks, fields), encoded once for every stream of a fan-out."""
-    head = encode(("EVALSHA", SHA, 2, stream, dedupe_key(stream)))
-    return b"".join([b"*%d\r\n" % (5 + tail_count), *head, *shared_tail])
+    return b"*%d\r\n%s%s" % (5 + tail_count, _append_head(stream), shared_tail)
 
 
 async def load_script(redis: Redis) -> None:

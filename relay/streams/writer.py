@@ -62,5 +62,5 @@ class FanoutWriter:
             ]  # fmt: skip
             return await run_appends(self._redis, commands)
         tail = [self._window_ms, self._maxlen, len(marks), *marks, *entry.fields()]
-        shared = encode(tail)  # the payload is encoded once, whatever the number of streams
+        shared = b"".join(encode(tail))  # the payload is encoded once, whatever the streams
         return await self.batcher.run([encoded_append(s, shared, len(tail)) for s in streams])
