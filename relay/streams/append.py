@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.resources import files
 
 from redis.asyncio import Redis
@@ -61,18 +61,23 @@ async def load_script(redis: Redis) -> None:
     await redis.script_load(SCRIPT)
 
 
-async def run_appends(
-    redis: Redis, commands: Sequence[tuple[str | bytes | int, ...]]
-) -> list[str | None]:
+async def reloading_script(
+    redis: Redis, round_trip: Callable[[], Awaitable[list[object]]]
+) -> list[object]:
+    """The replies of ``round_trip``, run once more after loading the script when Redis
+    lost its script cache (restart, failover, SCRIPT FLUSH). Safe because appends are
+    idempotent: the ones that went through the first time answer "already there"."""
+    results = await round_trip()
+    if any(isinstance(result, NoScriptError) for result in results):
+        await load_script(redis)
+        results = await round_trip()
+    return results
+
+
+async def run_appends(redis: Redis, commands: Sequence[Command]) -> list[str | None]:
     """Run appends in one pipelined round trip; per command the new entry id, or ``None``
     when it was already there. Raises the first Redis error any of them met."""
-    results = await _pipeline(redis, commands)
-    if any(isinstance(result, NoScriptError) for result in results):
-        # Redis lost its script cache (restart, failover, SCRIPT FLUSH): load it and run them
-        # all again; the ones that went through answer "already there".
-        await load_script(redis)
-        results = await _pipeline(redis, commands)
-    return decode_results(results)
+    return decode_results(await reloading_script(redis, lambda: _pipeline(redis, commands)))
 
 
 def decode_results(results: Sequence[object]) -> list[str | None]:
@@ -94,9 +99,7 @@ async def append_once(
     return result
 
 
-async def _pipeline(
-    redis: Redis, commands: Sequence[tuple[str | bytes | int, ...]]
-) -> list[object]:
+async def _pipeline(redis: Redis, commands: Sequence[Command]) -> list[object]:
     async with redis.pipeline(transaction=False) as pipe:
         for command in commands:
             pipe.execute_command(*command)

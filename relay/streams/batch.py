@@ -14,10 +14,10 @@ import math
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.streams.append import decode_results, load_script
+from relay.streams.append import decode_results, reloading_script
 
 
 class AppendBatcher:
@@ -50,10 +50,7 @@ class AppendBatcher:
     ) -> None:
         commands = [command for request, _ in batch for command in request]
         try:
-            results = await self._round_trip(commands)
-            if any(isinstance(result, NoScriptError) for result in results):
-                await load_script(self._redis)  # Redis lost its scripts: load, run again
-                results = await self._round_trip(commands)
+            results = await reloading_script(self._redis, lambda: self._round_trip(commands))
         except Exception as exc:  # the connection or the server failed: this batch only
             for _, future in batch:
                 if not future.done():
