@@ -24,6 +24,7 @@ from relay.registration.registrar import Registrar
 from tests.chaos.sender import send_all
 from tests.conftest import StartRelay
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
+from tests.support.http import concurrent_copies
 from tests.support.redis_cluster import RedisCluster
 from tests.support.signing import event_body, sign
 
@@ -58,13 +59,8 @@ async def test_fan_out_across_shards_exactly_once(
     body = event_body()
     headers = sign(body, msg_id="msg_cluster")
 
-    async def post() -> str:
-        async with http.post(url, data=body, headers=headers) as response:
-            assert response.status == 200
-            return str((await response.json())["status"])
-
-    statuses = await asyncio.gather(*(post() for _ in range(20)))
-    assert sorted(statuses) == ["accepted"] + ["duplicate"] * 19
+    statuses = await concurrent_copies(http, url, body, headers, 20)
+    assert statuses == ["accepted"] + ["duplicate"] * 19
     client = cluster.client()
     for stream in STREAMS:
         [(_, fields)] = client.xrange(stream)

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import aiohttp
@@ -14,6 +13,7 @@ import redis
 
 from relay.dev.embedded import EmbeddedRedis, start_embedded_redis
 from tests.conftest import StartRelay
+from tests.support.http import concurrent_copies
 from tests.support.signing import event_body, sign
 
 
@@ -32,13 +32,8 @@ async def test_ingest_dedupe_and_fanout_on_the_embedded_server(
     body = event_body()
     headers = sign(body, msg_id="msg_embedded")
 
-    async def post() -> str:
-        async with http.post(url, data=body, headers=headers) as response:
-            assert response.status == 200
-            return str((await response.json())["status"])
-
-    statuses = await asyncio.gather(*(post() for _ in range(50)))
-    assert sorted(statuses) == ["accepted"] + ["duplicate"] * 49
+    statuses = await concurrent_copies(http, url, body, headers, 50)
+    assert statuses == ["accepted"] + ["duplicate"] * 49
     client = redis.Redis.from_url(embedded.url)
     assert client.xlen("anyformat:events") == 1
     assert client.xlen("anyformat:events:extraction.completed") == 1
