@@ -107,8 +107,9 @@ class Relay:
         return problems
 
 
-def build_public_app(relay: Relay) -> web.Application:
-    app = web.Application()
+def build_public_server(relay: Relay) -> web.Server:
+    """aiohttp's low-level server: the public listener has one path and one method, so it
+    pays for no router, match info or middleware chain on each delivery."""
     handler = IngestHandler(
         verifier=relay.verifier,
         secrets=relay.secrets,
@@ -118,8 +119,19 @@ def build_public_app(relay: Relay) -> web.Application:
         max_body_bytes=relay.settings.max_body_bytes,
         max_in_flight=relay.settings.max_in_flight,
     )
-    app.router.add_post(relay.settings.path, handler.handle)
-    return app
+    path = relay.settings.path
+
+    async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+        if request.path != path:
+            return web.json_response({"status": "not_found"}, status=404)
+        if request.method != "POST":
+            return web.json_response(
+                {"status": "method_not_allowed"}, status=405, headers={"Allow": "POST"}
+            )
+        return await handler.handle(request)
+
+    # lingering_time=0: a refused body (413) is never read to its end.
+    return web.Server(dispatch, access_log=None, lingering_time=0)
 
 
 def build_admin_app(relay: Relay) -> web.Application:
@@ -154,14 +166,7 @@ class RelayServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.relay = Relay.from_settings(settings)
-        # lingering_time=0: a refused body (413) is never read to its end.
-        self._public = web.AppRunner(
-            build_public_app(self.relay),
-            handle_signals=False,
-            access_log=None,
-            lingering_time=0,
-            shutdown_timeout=settings.shutdown_timeout,
-        )
+        self._public: web.ServerRunner | None = None  # built in start(): it needs the loop
         self._admin = web.AppRunner(
             build_admin_app(self.relay), handle_signals=False, access_log=None
         )
@@ -185,6 +190,11 @@ class RelayServer:
             # With RELAY_WORKERS > 1 only process 0 registers; all read the record.
             self.registration = asyncio.create_task(self._register())
             self._background.append(self.registration)
+        self._public = web.ServerRunner(
+            build_public_server(self.relay),
+            handle_signals=False,
+            shutdown_timeout=self.settings.shutdown_timeout,
+        )
         await self._public.setup()
         await self._admin.setup()
         shared = self.settings.worker_index is not None  # RELAY_WORKERS > 1: SO_REUSEPORT
@@ -238,7 +248,8 @@ class RelayServer:
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (bounded), then release Redis."""
         self.relay.draining = True
-        await self._public.cleanup()
+        if self._public is not None:
+            await self._public.cleanup()
         await self._admin.cleanup()
         await _cancel_all(self._background)
         await self.relay.redis.aclose()
@@ -259,7 +270,7 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
             log.debug("background_task_ended", task=task.get_name(), error=repr(task.exception()))
 
 
-def _bound_port(runner: web.AppRunner) -> int:
+def _bound_port(runner: web.BaseRunner) -> int:
     for address in runner.addresses:
         if isinstance(address, tuple):
             return int(address[1])

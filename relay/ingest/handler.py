@@ -31,7 +31,7 @@ class BodyIncomplete(Exception):
     """The sender went away before the whole body arrived."""
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes:
+async def read_limited(request: web.BaseRequest, limit: int) -> bytes:
     """The body, reading at most ``limit + 1`` bytes whatever the framing (chunked too)."""
     length = request.content_length
     try:
@@ -89,9 +89,8 @@ class IngestHandler:
             child = self._latency_children[status] = self._metrics.latency.labels(str(status))
         return child
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.Response:
         started = time.perf_counter()
-        received_at = time.time_ns() // 1_000_000
         self._metrics.received.inc()
         fields: dict[str, Any] = {}
         if self.in_flight >= self._max_in_flight:
@@ -100,7 +99,19 @@ class IngestHandler:
             response = self._unavailable(fields, "overloaded")
             response.force_close()
         else:
-            response = await self._admitted(request, received_at, fields)
+            self.in_flight += 1
+            self._metrics.in_flight.inc()
+            try:
+                response = await self._handle(request, fields)
+            except Exception:
+                # A bug, not an input: tell the sender to come back, keep the evidence.
+                log.exception("delivery_internal_error")
+                self._metrics.unavailable.labels("internal_error").inc()
+                fields["outcome"] = "internal_error"
+                response = _answer(503, {"status": "unavailable"}, retry_after=True)
+            finally:
+                self.in_flight -= 1
+                self._metrics.in_flight.dec()
         elapsed = time.perf_counter() - started
         self._latency(response.status).observe(elapsed)
         log.info(
@@ -111,26 +122,8 @@ class IngestHandler:
         )
         return response
 
-    async def _admitted(
-        self, request: web.Request, received_at: int, fields: dict[str, Any]
-    ) -> web.Response:
-        self.in_flight += 1
-        self._metrics.in_flight.inc()
-        try:
-            return await self._handle(request, received_at, fields)
-        except Exception:
-            # A bug, not an input: tell the sender to come back, keep the evidence.
-            log.exception("delivery_internal_error")
-            self._metrics.unavailable.labels("internal_error").inc()
-            fields["outcome"] = "internal_error"
-            return _answer(503, {"status": "unavailable"}, retry_after=True)
-        finally:
-            self.in_flight -= 1
-            self._metrics.in_flight.dec()
-
-    async def _handle(
-        self, request: web.Request, received_at: int, fields: dict[str, Any]
-    ) -> web.Response:
+    async def _handle(self, request: web.BaseRequest, fields: dict[str, Any]) -> web.Response:
+        received_at = time.time_ns() // 1_000_000
         keys = self._secrets.keys
         if not keys:
             return self._unavailable(fields, "no_secret")

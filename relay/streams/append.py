@@ -24,37 +24,39 @@ Fields = Sequence[str | bytes]
 Command = tuple[str | bytes | int, ...]
 
 
+def script_keys(streams: Sequence[str]) -> list[str]:
+    """The script's KEYS: each stream followed by its dedupe set."""
+    return [key for stream in streams for key in (stream, dedupe_key(stream))]
+
+
 def append_command(
-    stream: str, marks: Sequence[str], fields: Fields, *, window_ms: int, maxlen: int
+    streams: Sequence[str], marks: Sequence[str], fields: Fields, *, window_ms: int, maxlen: int
 ) -> Command:
-    """The ``EVALSHA`` arguments appending ``fields`` to ``stream`` unless a mark was seen."""
-    return (
-        "EVALSHA", SHA, 2, stream, dedupe_key(stream),
-        window_ms, maxlen, len(marks), *marks, *fields,
-    )  # fmt: skip
+    """The ``EVALSHA`` arguments appending ``fields`` to every stream of ``streams`` that
+    has seen none of ``marks``. On Redis Cluster the streams must share a hash slot."""
+    keys = script_keys(streams)
+    return ("EVALSHA", SHA, len(keys), *keys, window_ms, maxlen, len(marks), *marks, *fields)
 
 
-def encode(args: Sequence[str | bytes | int]) -> list[bytes]:
-    """RESP bulk strings of ``args`` (without the array header): pieces to join later."""
-    out: list[bytes] = []
-    for arg in args:
-        data = (
-            arg.encode() if isinstance(arg, str) else b"%d" % arg if isinstance(arg, int) else arg
-        )
-        out += (b"$%d\r\n" % len(data), data, b"\r\n")
-    return out
+def encode(args: Sequence[bytes]) -> bytes:
+    """RESP bulk strings of ``args`` (without the array header)."""
+    return b"".join([b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in args])
 
 
-@functools.lru_cache(maxsize=4096)
-def _append_head(stream: str) -> bytes:
-    """The fixed part of a stream's append: the script, the key count and its two keys."""
-    return b"".join(encode(("EVALSHA", SHA, 2, stream, dedupe_key(stream))))
+@functools.lru_cache(maxsize=1024)
+def _append_head(streams: tuple[str, ...]) -> tuple[bytes, int]:
+    """The fixed part of an append to ``streams`` (script, key count, keys) in RESP, and
+    how many arguments it holds."""
+    keys = script_keys(streams)
+    head = [b"EVALSHA", SHA.encode(), b"%d" % len(keys), *(key.encode() for key in keys)]
+    return encode(head), len(head)
 
 
-def encoded_append(stream: str, shared_tail: bytes, tail_count: int) -> bytes:
-    """One append command in RESP, ``shared_tail`` being the encoded arguments after the
-    keys (window, maxlen, marks, fields), encoded once for every stream of a fan-out."""
-    return b"*%d\r\n%s%s" % (5 + tail_count, _append_head(stream), shared_tail)
+def encoded_append(streams: tuple[str, ...], tail: Sequence[bytes]) -> bytes:
+    """One append command in RESP; ``tail`` is everything after the keys (window, maxlen,
+    mark count, marks, fields), already bytes."""
+    head, count = _append_head(streams)
+    return b"*%d\r\n%b%b" % (count + len(tail), head, encode(tail))
 
 
 async def load_script(redis: Redis) -> None:
@@ -74,28 +76,27 @@ async def reloading_script(
     return results
 
 
-async def run_appends(redis: Redis, commands: Sequence[Command]) -> list[str | None]:
-    """Run appends in one pipelined round trip; per command the new entry id, or ``None``
-    when it was already there. Raises the first Redis error any of them met."""
-    return decode_results(await reloading_script(redis, lambda: _pipeline(redis, commands)))
+async def run_appends(redis: Redis, commands: Sequence[Command]) -> list[list[str | None]]:
+    """Run appends in one pipelined round trip; per command and per stream, the new entry
+    id, or ``None`` when it was already there. Raises the first Redis error any met."""
+    replies = await reloading_script(redis, lambda: _pipeline(redis, commands))
+    return [decode_reply(reply) for reply in replies]
 
 
-def decode_results(results: Sequence[object]) -> list[str | None]:
-    """Replies of append commands as new entry ids (``None``: already there); the first
-    error reply is raised."""
-    outcome: list[str | None] = []
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
-        outcome.append(result.decode() if isinstance(result, bytes) else None)
-    return outcome
+def decode_reply(reply: object) -> list[str | None]:
+    """One append's reply as new entry ids (``None``: already there); an error reply is
+    raised."""
+    if isinstance(reply, Exception):
+        raise reply
+    assert isinstance(reply, list), reply
+    return [entry.decode() if isinstance(entry, bytes) else None for entry in reply]
 
 
 async def append_once(
     redis: Redis, stream: str, marks: Sequence[str], fields: Fields, *, window_ms: int, maxlen: int
 ) -> str | None:
-    command = append_command(stream, marks, fields, window_ms=window_ms, maxlen=maxlen)
-    [result] = await run_appends(redis, [command])
+    command = append_command([stream], marks, fields, window_ms=window_ms, maxlen=maxlen)
+    [[result]] = await run_appends(redis, [command])
     return result
 
 

@@ -1,39 +1,47 @@
--- Append one entry to one stream unless one of its dedupe marks was seen there recently.
+-- Append one entry to each of several streams, skipping every stream where one of the
+-- entry's dedupe marks was seen recently.
 --
--- KEYS[1]  the stream
--- KEYS[2]  its dedupe set (same hash slot): member = dedupe mark, score = ms written
+-- KEYS     pairs: a stream, then its dedupe set (member = dedupe mark, score = ms written)
 -- ARGV[1]  dedupe window in milliseconds
--- ARGV[2]  approximate MAXLEN of the stream
+-- ARGV[2]  approximate MAXLEN of the streams
 -- ARGV[3]  n, the number of dedupe marks that follow
 -- ARGV[4 .. 3+n]  dedupe marks (the message id, plus any content marks)
 -- ARGV[4+n ..]    the entry's field/value pairs
 --
--- Returns the new entry id, or false when any mark was seen inside the window.
--- Reads come first and the stream write before the marks: a script that fails before
--- XADD has written nothing, and once XADD ran, Redis runs the script to the end.
+-- Returns one reply per stream, in KEYS order: the new entry id, or false when a mark was
+-- seen there inside the window. Each stream is settled on its own: its reads come first and
+-- its write before its marks, so a stream never holds the entry without the marks nor the
+-- marks without the entry; running the script again completes whatever an error left out.
+-- One call serves every stream of a delivery on a single Redis; on Redis Cluster the
+-- caller groups the streams by hash slot and makes one call per slot.
 
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local window = tonumber(ARGV[1])
 local horizon = now - window
-local marks = tonumber(ARGV[3])
+local last_mark = 3 + tonumber(ARGV[3])
 
-for i = 4, 3 + marks do
-  local seen = redis.call('ZSCORE', KEYS[2], ARGV[i])
-  if seen and tonumber(seen) > horizon then
-    return false
+local written = {}
+for k = 1, #KEYS, 2 do
+  local stream, marks = KEYS[k], KEYS[k + 1]
+  local seen = false
+  for i = 4, last_mark do
+    local score = redis.call('ZSCORE', marks, ARGV[i])
+    if score and tonumber(score) > horizon then
+      seen = true
+      break
+    end
+  end
+  if seen then
+    written[#written + 1] = false
+  else
+    written[#written + 1] = redis.call(
+      'XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, last_mark + 1))
+    for i = 4, last_mark do
+      redis.call('ZADD', marks, now, ARGV[i])
+    end
+    redis.call('ZREMRANGEBYSCORE', marks, '-inf', string.format('(%d', horizon))
+    redis.call('PEXPIRE', marks, window)
   end
 end
-
-local fields = {}
-for i = 4 + marks, #ARGV do
-  fields[#fields + 1] = ARGV[i]
-end
-local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
-
-for i = 4, 3 + marks do
-  redis.call('ZADD', KEYS[2], now, ARGV[i])
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%d', horizon))
-redis.call('PEXPIRE', KEYS[2], window)
-return entry
+return written

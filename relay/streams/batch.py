@@ -11,27 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.streams.append import decode_results, reloading_script
+from relay.streams.append import decode_reply, reloading_script
 
 
 class AppendBatcher:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._queue: list[tuple[Sequence[bytes], asyncio.Future[list[str | None]]]] = []
+        self._queue: list[tuple[bytes, asyncio.Future[list[str | None]]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # for tests and curiosity: how many round trips were made
 
-    async def run(self, commands: Sequence[bytes]) -> list[str | None]:
-        """Run RESP-encoded append commands; per command, the new entry id or ``None``.
-        Raises the Redis error of its batch."""
+    async def run(self, command: bytes) -> list[str | None]:
+        """Run one RESP-encoded append command; per stream, the new entry id or ``None``.
+        Raises its error reply, or the Redis error of its batch."""
         future: asyncio.Future[list[str | None]] = asyncio.get_running_loop().create_future()
-        self._queue.append((commands, future))
+        self._queue.append((command, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_all())
         return await future
@@ -45,10 +44,8 @@ class AppendBatcher:
         finally:
             self._flusher = None
 
-    async def _flush(
-        self, batch: list[tuple[Sequence[bytes], asyncio.Future[list[str | None]]]]
-    ) -> None:
-        commands = [command for request, _ in batch for command in request]
+    async def _flush(self, batch: list[tuple[bytes, asyncio.Future[list[str | None]]]]) -> None:
+        commands = [command for command, _ in batch]
         try:
             results = await reloading_script(self._redis, lambda: self._round_trip(commands))
         except Exception as exc:  # the connection or the server failed: this batch only
@@ -56,14 +53,11 @@ class AppendBatcher:
                 if not future.done():
                     future.set_exception(exc)
             return
-        start = 0
-        for request, future in batch:
-            mine = results[start : start + len(request)]
-            start += len(request)
+        for (_, future), reply in zip(batch, results, strict=True):
             if future.done():
                 continue
             try:
-                future.set_result(decode_results(mine))
+                future.set_result(decode_reply(reply))
             except Exception as exc:
                 future.set_exception(exc)
 

@@ -1,5 +1,5 @@
-"""The ingest fan-out: one idempotent append per routed stream, all in one round trip
-(shared with the deliveries that arrive at the same time: see ``batch``)."""
+"""The ingest fan-out: one idempotent append covering every routed stream, in one round
+trip shared with the deliveries that arrive at the same time (see ``batch``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
+from redis.crc import key_slot
 
-from relay.streams.append import append_command, encode, encoded_append, load_script, run_appends
+from relay.streams.append import append_command, encoded_append, load_script, run_appends
 from relay.streams.batch import AppendBatcher
 
 
@@ -23,23 +24,26 @@ class Entry:
     extraction_id: str
     workflow_id: str
 
-    def fields(self) -> list[str | bytes]:
+    def fields(self) -> list[bytes]:
         return [
-            "id", self.id,
-            "event", self.event,
-            "payload", self.payload,
-            "received_at", str(self.received_at),
-            "extraction_id", self.extraction_id,
-            "workflow_id", self.workflow_id,
+            b"id", self.id.encode(),
+            b"event", self.event.encode(),
+            b"payload", self.payload,
+            b"received_at", b"%d" % self.received_at,
+            b"extraction_id", self.extraction_id.encode(),
+            b"workflow_id", self.workflow_id.encode(),
         ]  # fmt: skip
 
 
 class FanoutWriter:
     def __init__(self, redis: Redis, *, maxlen: int, dedupe_ttl: int) -> None:
         self._redis = redis
+        # Checked once: isinstance against the cluster client's protocol bases is slow.
+        self._cluster = isinstance(redis, RedisCluster)
         self.batcher = AppendBatcher(redis)
         self._maxlen = maxlen
         self._window_ms = dedupe_ttl * 1000
+        self._limits = (b"%d" % self._window_ms, b"%d" % maxlen)
 
     async def load_script(self) -> None:
         await load_script(self._redis)
@@ -53,14 +57,28 @@ class FanoutWriter:
         ``marks`` are the dedupe marks; the message id when empty.
         """
         marks = marks or (entry.id,)
-        if isinstance(self._redis, RedisCluster):
-            # Streams on several shards: the cluster pipeline makes one round trip per node.
-            commands = [
-                append_command(s, marks, entry.fields(), window_ms=self._window_ms,
-                               maxlen=self._maxlen)
-                for s in streams
-            ]  # fmt: skip
-            return await run_appends(self._redis, commands)
-        tail = [self._window_ms, self._maxlen, len(marks), *marks, *entry.fields()]
-        shared = b"".join(encode(tail))  # the payload is encoded once, whatever the streams
-        return await self.batcher.run([encoded_append(s, shared, len(tail)) for s in streams])
+        if self._cluster:
+            return await self._write_by_slot(entry, streams, marks)
+        # A single Redis: one command for every stream, sent with the other deliveries'.
+        tail = [*self._limits, b"%d" % len(marks), *(m.encode() for m in marks), *entry.fields()]
+        return await self.batcher.run(encoded_append(tuple(streams), tail))
+
+    async def _write_by_slot(
+        self, entry: Entry, streams: Sequence[str], marks: Sequence[str]
+    ) -> list[str | None]:
+        """One command per hash slot (a script touches one slot), in one cluster pipeline:
+        one round trip per node."""
+        slots: dict[int, list[int]] = {}
+        for index, stream in enumerate(streams):
+            slots.setdefault(key_slot(stream.encode()), []).append(index)
+        groups = list(slots.values())
+        commands = [
+            append_command([streams[i] for i in group], marks, entry.fields(),
+                           window_ms=self._window_ms, maxlen=self._maxlen)
+            for group in groups
+        ]  # fmt: skip
+        written: list[str | None] = [None] * len(streams)
+        for group, reply in zip(groups, await run_appends(self._redis, commands), strict=True):
+            for index, entry_id in zip(group, reply, strict=True):
+                written[index] = entry_id
+        return written
