@@ -40,6 +40,8 @@ from relay.tls import ReloadingContext
 
 log = structlog.get_logger("relay.server")
 
+IN_FLIGHT_SAMPLE_SECONDS = 1.0
+
 
 def multiprocess_metrics() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -56,6 +58,7 @@ class Relay:
     router: Router
     writer: FanoutWriter
     metrics: IngestMetrics
+    ingest: IngestHandler
     draining: bool = False
 
     @classmethod
@@ -66,24 +69,26 @@ class Relay:
         metrics = IngestMetrics()
         if not multiprocess_metrics():
             ProcessCollector(registry=metrics.registry)
-        return cls(
-            settings=settings,
+        secrets = SecretSource(
+            settings.webhook_secrets,
+            verifier.key_for,
             redis=redis,
-            secrets=SecretSource(
-                settings.webhook_secrets,
-                verifier.key_for,
-                redis=redis,
-                prefix=settings.stream_prefix,
-                public_url=settings.public_url,
-                codec=codec,
-            ),
-            verifier=verifier,
-            router=Router(settings.stream_prefix, settings.routes),
-            writer=FanoutWriter(
-                redis, maxlen=settings.stream_maxlen, dedupe_ttl=settings.dedupe_ttl
-            ),
-            metrics=metrics,
+            prefix=settings.stream_prefix,
+            public_url=settings.public_url,
+            codec=codec,
         )
+        router = Router(settings.stream_prefix, settings.routes)
+        writer = FanoutWriter(redis, maxlen=settings.stream_maxlen, dedupe_ttl=settings.dedupe_ttl)
+        ingest = IngestHandler(
+            verifier=verifier,
+            secrets=secrets,
+            router=router,
+            writer=writer,
+            metrics=metrics,
+            max_body_bytes=settings.max_body_bytes,
+            max_in_flight=settings.max_in_flight,
+        )
+        return cls(settings, redis, secrets, verifier, router, writer, metrics, ingest)
 
     async def warm_up(self) -> None:
         """Load the script and the stored secrets; Redis being down here is not fatal, a
@@ -93,6 +98,12 @@ class Relay:
         except RedisError as exc:
             log.warning("redis_unavailable_at_start", error=type(exc).__name__)
         await self.secrets.refresh(strict=True)
+
+    def sample_in_flight(self) -> None:
+        """Copy the number of deliveries in flight to its gauge: done on each scrape and
+        once a second (other processes' scrapes read it with RELAY_WORKERS > 1), which is
+        cheaper than two gauge updates per delivery."""
+        self.metrics.in_flight.set(self.ingest.in_flight)
 
     async def readiness(self) -> dict[str, str]:
         problems = {}
@@ -110,15 +121,7 @@ class Relay:
 def build_public_server(relay: Relay) -> web.Server:
     """aiohttp's low-level server: the public listener has one path and one method, so it
     pays for no router, match info or middleware chain on each delivery."""
-    handler = IngestHandler(
-        verifier=relay.verifier,
-        secrets=relay.secrets,
-        router=relay.router,
-        writer=relay.writer,
-        metrics=relay.metrics,
-        max_body_bytes=relay.settings.max_body_bytes,
-        max_in_flight=relay.settings.max_in_flight,
-    )
+    handler = relay.ingest
     path = relay.settings.path
 
     async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
@@ -145,6 +148,7 @@ def build_admin_app(relay: Relay) -> web.Application:
         return web.json_response({"status": "ready"})
 
     async def metrics(request: web.Request) -> web.Response:
+        relay.sample_in_flight()
         if multiprocess_metrics():  # RELAY_WORKERS > 1: the sum over every process
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -186,6 +190,7 @@ class RelayServer:
             )
         if self.tls is not None:
             self._background.append(asyncio.create_task(self.tls.watch()))
+        self._background.append(asyncio.create_task(self._sample_in_flight()))
         if self.settings.self_register and not self.settings.worker_index:
             # With RELAY_WORKERS > 1 only process 0 registers; all read the record.
             self.registration = asyncio.create_task(self._register())
@@ -222,6 +227,11 @@ class RelayServer:
             scheme=self.settings.signature_scheme,
             signing_keys=len(self.relay.secrets.keys),
         )
+
+    async def _sample_in_flight(self) -> None:
+        while True:
+            self.relay.sample_in_flight()
+            await asyncio.sleep(IN_FLIGHT_SAMPLE_SECONDS)
 
     async def _register(self) -> None:
         """Register (or confirm) the subscription, then keep it right in the background.

@@ -13,7 +13,7 @@ class EnvelopeError(Exception):
     """A signed body the relay cannot route: answered with 400, nothing written."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: that doubles the cost of __init__, paid per delivery
 class Envelope:
     event: str
     extraction_id: str

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from relay.ingest.envelope import EnvelopeError, parse_envelope
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import SignatureError, Verifier
-from relay.observability import IngestMetrics
+from relay.observability import IngestMetrics, log_delivery
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
 
@@ -100,7 +100,6 @@ class IngestHandler:
             response.force_close()
         else:
             self.in_flight += 1
-            self._metrics.in_flight.inc()
             try:
                 response = await self._handle(request, fields)
             except Exception:
@@ -111,15 +110,11 @@ class IngestHandler:
                 response = _answer(503, {"status": "unavailable"}, retry_after=True)
             finally:
                 self.in_flight -= 1
-                self._metrics.in_flight.dec()
         elapsed = time.perf_counter() - started
         self._latency(response.status).observe(elapsed)
-        log.info(
-            "delivery",
-            status=response.status,
-            latency_ms=round(elapsed * 1000, 3),
-            **fields,
-        )
+        fields["status"] = response.status
+        fields["latency_ms"] = round(elapsed * 1000, 3)
+        log_delivery(fields)
         return response
 
     async def _handle(self, request: web.BaseRequest, fields: dict[str, Any]) -> web.Response:
@@ -144,7 +139,7 @@ class IngestHandler:
             envelope = parse_envelope(body)
         except EnvelopeError as exc:
             return self._reject(fields, 400, "invalid_body", detail=str(exc))
-        fields["_event"] = envelope.event
+        fields["event"] = envelope.event
 
         streams = self._router.streams_for(envelope.event, envelope.workflow_id)
         entry = Entry(
@@ -165,11 +160,17 @@ class IngestHandler:
             fields["error"] = type(exc).__name__
             return self._unavailable(fields, "redis_unavailable")
 
-        new_entries = sum(result is not None for result in written)
-        self._metrics.entries_written.inc(new_entries)
-        outcome = "accepted" if new_entries else "duplicate"
-        (self._metrics.accepted if new_entries else self._metrics.duplicate).inc()
-        fields.update(outcome=outcome, streams=len(streams), written=new_entries)
+        new_entries = len(written) - written.count(None)
+        if new_entries:
+            outcome = "accepted"
+            self._metrics.accepted.inc()
+            self._metrics.entries_written.inc(new_entries)
+        else:
+            outcome = "duplicate"
+            self._metrics.duplicate.inc()
+        fields["outcome"] = outcome
+        fields["streams"] = len(streams)
+        fields["written"] = new_entries
         return _answer(200, {"status": outcome, "id": message_id})
 
     def _reject(

@@ -13,7 +13,7 @@ from relay.streams.append import append_command, encoded_append, load_script, ru
 from relay.streams.batch import AppendBatcher
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: that doubles the cost of __init__, paid per delivery
 class Entry:
     """One stream entry as the contract defines it; every field is a string."""
 
