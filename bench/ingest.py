@@ -1,6 +1,6 @@
 """Delivery throughput and latency, three servers measured in one run under one load.
 
-    python bench/ingest.py [--duration 10] [--connections 64] [--rss] [--quick]
+    python bench/ingest.py [--rounds 3] [--paced] [--rss] [--workers] [--only abc]
 
 (a) bare aiohttp (read the body, answer 200): the framework's ceiling;
 (b) the receiver a user writes by hand: FastAPI + uvicorn, standardwebhooks, SET NX + 2 XADD;
@@ -130,14 +130,6 @@ def wait_http(url: str, seconds: float = 20) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [*PIN_SERVER, *command], env={**os.environ, **env}, cwd=ROOT,
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -231,6 +223,30 @@ def rss_run(server: Server, args: argparse.Namespace) -> tuple[int, int]:
     return marks[100_000], marks[1_000_000]
 
 
+def start_server(name: str, redis: RedisServer, workdir: Path, **extra: str) -> Server:
+    python = sys.executable
+    port = str(free_port())
+    redis.client().flushall()
+    if name == "a":
+        return Server("a", [python, "bench/servers/bare_aiohttp.py", "--uvloop"],
+                      {"PORT": port}, workdir)  # fmt: skip
+    if name == "b":
+        return Server(
+            "b",
+            [python, "-m", "uvicorn", "--app-dir", "bench/servers", "fastapi_receiver:app",
+             "--host", "127.0.0.1", "--port", port, "--log-level", "warning",
+             "--no-access-log"],
+            {"PORT": port, "SECRET": SECRET, "REDIS_URL": redis.url}, workdir,
+        )  # fmt: skip
+    # Both relay processes may use both cores with RELAY_WORKERS > 1.
+    return Server(name, [python, "-m", "relay", "run"], relay_env(redis, **extra), workdir,
+                  ready_path="/readyz", pin="RELAY_WORKERS" not in extra)  # fmt: skip
+
+
+def median(results: list[Result]) -> Result:
+    return sorted(results, key=lambda r: r.rps)[len(results) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=10)
@@ -238,6 +254,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--deliveries", type=int, default=300_000)
     parser.add_argument("--only", default="abc", help="which servers to measure")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds; medians are reported")
     parser.add_argument("--paced", action="store_true", help="relay p99 at half its maximum")
     parser.add_argument("--rss", action="store_true", help="relay RSS after 100k and 1M")
     parser.add_argument("--workers", action="store_true", help="RELAY_WORKERS=2 vs 1")
@@ -250,44 +267,27 @@ def main() -> None:
     if PIN_LOAD:
         subprocess.run(["taskset", "-pc", "1", str(redis.process.pid)], capture_output=True)  # type: ignore[union-attr]
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
-    python = sys.executable
-    results: list[Result] = []
+    rounds: dict[str, list[Result]] = {name: [] for name in args.only}
     extra: list[str] = []
     try:
-        if "a" in args.only:
-            port = str(free_port())
-            server = Server("a", [python, "bench/servers/bare_aiohttp.py", "--uvloop"],
-                            {"PORT": port}, workdir)  # fmt: skip
+        # Interleaved (a, b, c, a, b, c...): a slow spell of a noisy machine hits every
+        # server instead of one, and the medians' ratios hold.
+        for _ in range(args.rounds):
+            for name in args.only:
+                server = start_server(name, redis, workdir)
+                try:
+                    rounds[name].append(measure(server, redis, args))
+                finally:
+                    server.stop()
+        if args.paced or args.rss:
+            server = start_server("c", redis, workdir)
             try:
-                results.append(measure(server, redis, args))
-            finally:
-                server.stop()
-        if "b" in args.only:
-            port = str(free_port())
-            redis.client().flushall()
-            server = Server(
-                "b",
-                [python, "-m", "uvicorn", "--app-dir", "bench/servers", "fastapi_receiver:app",
-                 "--host", "127.0.0.1", "--port", port, "--log-level", "warning",
-                 "--no-access-log"],
-                {"PORT": port, "SECRET": SECRET, "REDIS_URL": redis.url}, workdir,
-            )  # fmt: skip
-            try:
-                results.append(measure(server, redis, args))
-            finally:
-                server.stop()
-        if "c" in args.only:
-            redis.client().flushall()
-            server = Server("c", [python, "-m", "relay", "run"], relay_env(redis), workdir,
-                            ready_path="/readyz")  # fmt: skip
-            try:
-                results.append(measure(server, redis, args))
                 if args.paced:
-                    half = results[-1].rps / 2
+                    half = median(rounds["c"]).rps / 2 if rounds.get("c") else 5000
                     paced = measure(server, redis, args, rate=half)
                     extra.append(f"relay at half its maximum ({half:.0f} req/s offered): "
                                  f"{paced.rps:.0f} req/s, p50 {paced.p50_ms:.2f} ms, "
-                                 f"p99 {paced.p99_ms:.2f} ms")  # fmt: skip
+                                 f"p99 {paced.p99_ms:.2f} ms, non-2xx {paced.non_2xx}")  # fmt: skip
                 if args.rss:
                     at_100k, at_1m = rss_run(server, args)
                     growth = at_1m / at_100k
@@ -296,42 +296,50 @@ def main() -> None:
             finally:
                 server.stop()
         if args.workers:
-            # Both relay processes may use both cores; wrk and Redis stay on core 1.
-            for count in (1, 2):
-                redis.client().flushall()
-                server = Server(f"w{count}", [python, "-m", "relay", "run"],
-                                relay_env(redis, RELAY_WORKERS=str(count)), workdir,
-                                ready_path="/readyz", pin=False)  # fmt: skip
-                try:
-                    result = measure(server, redis, args)
-                finally:
-                    server.stop()
+            # Unpinned: the relay processes may use both cores; wrk and Redis stay on core 1.
+            by_count: dict[int, list[Result]] = {1: [], 2: []}
+            for _ in range(args.rounds):
+                for count in (1, 2):
+                    server = start_server(f"w{count}", redis, workdir, RELAY_WORKERS=str(count))
+                    try:
+                        by_count[count].append(measure(server, redis, args))
+                    finally:
+                        server.stop()
+            for count, results in by_count.items():
+                result = median(results)
                 extra.append(f"RELAY_WORKERS={count} (unpinned, wrk+Redis on core 1): "
                              f"{result.rps:.0f} req/s, p99 {result.p99_ms:.2f} ms, "
                              f"non-2xx {result.non_2xx}")  # fmt: skip
+            ratio = median(by_count[2]).rps / median(by_count[1]).rps
+            extra.append(f"RELAY_WORKERS=2 / RELAY_WORKERS=1: {ratio:.2f}")
     finally:
         redis.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    report(results, args)
+    report(rounds, args)
     for line in extra:
         print(line)
 
 
-def report(results: list[Result], args: argparse.Namespace) -> None:
+def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
     pinning = "server on core 0, wrk and Redis on core 1" if PIN_SERVER else "no pinning"
     print(f"{CORES} cores ({pinning}); wrk {THREADS} threads, {args.connections} connections, "
-          f"{args.warmup:g} s warm-up, {args.duration:g} s measured")  # fmt: skip
+          f"{args.warmup:g} s warm-up, {args.duration:g} s measured, "
+          f"median of {args.rounds} interleaved round(s)")  # fmt: skip
     names = {"a": "(a) bare aiohttp", "b": "(b) FastAPI + standardwebhooks + redis",
              "c": "(c) relay run"}  # fmt: skip
-    print(f"{'server':42} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'entries':>9}")
-    # entries >= 2xx: requests still in flight when wrk stops are written but not counted.
-    for r in results:
+    print(f"{'server':40} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8} "
+          f"{'entries':>8}  every round's req/s")  # fmt: skip
+    by: dict[str, Result] = {}
+    for name, results in rounds.items():
+        r = by[name] = median(results)
         entries = "-" if r.entries is None else str(r.entries)
-        print(f"{names[r.name]:42} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
-              f"{r.non_2xx:8d} {entries:>9}")  # fmt: skip
-        if r.entries is not None and r.entries < r.requests - r.non_2xx:
-            print(f"   !! {r.requests - r.non_2xx} 2xx but only {r.entries} entries")
-    by = {r.name: r for r in results}
+        each = " ".join(f"{x.rps:.0f}" for x in results)
+        print(f"{names[name]:40} {r.rps:8.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} "
+              f"{r.non_2xx:8d} {entries:>8}  {each}")  # fmt: skip
+        # entries >= 2xx: requests in flight when wrk stops are written but not counted.
+        for x in results:
+            if x.entries is not None and x.entries < x.requests - x.non_2xx:
+                print(f"   !! {x.requests - x.non_2xx} 2xx but only {x.entries} entries")
     if "a" in by and "c" in by:
         print(f"ratio (c)/(a): {by['c'].rps / by['a'].rps:.2f}")
     if "b" in by and "c" in by:

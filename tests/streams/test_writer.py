@@ -143,3 +143,32 @@ async def test_a_failing_step_writes_nothing_to_that_stream(
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         await writer.write(entry(), ["s:a"])
     assert redis_sync.xlen("s:a") == 0
+
+
+async def test_one_script_call_covers_every_stream_of_a_delivery(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    await writer.load_script()
+    redis_sync.config_resetstat()
+    written = await writer.write(entry(), ["s:a", "s:b", "s:c"])
+    assert all(written)
+    assert redis_sync.info("commandstats")["cmdstat_evalsha"]["calls"] == 1
+    assert [redis_sync.xlen(s) for s in ("s:a", "s:b", "s:c")] == [1, 1, 1]
+
+
+async def test_an_error_on_a_later_stream_keeps_the_earlier_ones_whole_and_a_retry_completes(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    """Each stream is settled on its own inside the one call: s:a gets its entry and its
+    mark, s:b fails before writing; once s:b is repaired, the retry writes only s:b."""
+    redis_sync.set(dedupe_key("s:b"), "not a sorted set")
+    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        await writer.write(entry(), ["s:a", "s:b"])
+    assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 0
+    assert redis_sync.zscore(dedupe_key("s:a"), "msg_1") is not None
+    redis_sync.delete(dedupe_key("s:b"))
+    retried = await writer.write(entry(), ["s:a", "s:b"])
+    assert retried[0] is None and retried[1] is not None
+    assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 1
