@@ -54,6 +54,7 @@ class Result:
     requests: int
     non_2xx: int
     entries: int | None
+    cpu_us: dict[str, float]  # CPU time per request: server, Redis, the rest (wrk)
 
 
 def write_deliveries(path: Path, count: int) -> None:
@@ -83,17 +84,74 @@ def write_deliveries(path: Path, count: int) -> None:
             out.write(f"{message_id}\t{now}\tv1,{base64.b64encode(mac).decode()}\t{body}\n")
 
 
-def wrk(url: str, deliveries: Path, seconds: float, connections: int, rate: float = 0) -> dict:
+def wrk(
+    url: str,
+    deliveries: Path,
+    seconds: float,
+    connections: int,
+    rate: float = 0,
+    watch: dict[str, list[int]] | None = None,
+) -> dict:
+    """Run wrk; with ``watch`` (name -> pids), also the CPU time each used per request,
+    sampled from /proc over the middle of the run (wrk's start-up excluded), and the
+    rest of the machine's busy time as "wrk+other"."""
     per_connection = rate / connections if rate else 0
     command = [
         *PIN_LOAD, "wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{round(seconds)}s",
         "--latency", "--timeout", "10s", "-s", str(ROOT / "bench/deliveries.lua"), url,
         "--", str(deliveries), str(THREADS), str(per_connection),
     ]  # fmt: skip
-    finished = subprocess.run(command, capture_output=True, text=True)
-    if finished.returncode != 0:
-        raise RuntimeError(f"wrk failed: {finished.stderr.strip()} {finished.stdout.strip()}")
-    return parse_wrk(finished.stdout)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cpu: dict[str, float] = {}
+    if watch and seconds >= 4:
+        time.sleep(1.5)
+        start = time.monotonic(), busy_seconds(), {k: cpu_seconds(v) for k, v in watch.items()}
+        time.sleep(seconds - 2.5)
+        end = time.monotonic(), busy_seconds(), {k: cpu_seconds(v) for k, v in watch.items()}
+        cpu = {name: end[2][name] - start[2][name] for name in watch}
+        cpu["wrk+other"] = end[1] - start[1] - sum(cpu.values())
+        cpu["window"] = end[0] - start[0]
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed: {stderr.strip()} {stdout.strip()}")
+    figures = parse_wrk(stdout)
+    if cpu:
+        requests = figures["rps"] * cpu.pop("window")
+        figures["cpu_us"] = {name: used / requests * 1e6 for name, used in cpu.items()}
+    return figures
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system time of ``pids`` and their children still running."""
+    total = 0
+    for pid in {*pids, *(child for parent in pids for child in children(parent))}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def busy_seconds() -> float:
+    """CPU time the whole machine spent not idle (all cores)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / TICK
 
 
 def parse_wrk(output: str) -> dict:
@@ -184,12 +242,13 @@ def measure(
     wrk(server.url, warm, args.warmup, args.connections, rate)
     time.sleep(0.5)  # the warm-up's last requests land
     before = redis.client().xlen("anyformat:events")
-    figures = wrk(server.url, run, args.duration, args.connections, rate)
+    watch = {"server": [server.process.pid], "redis": [redis.process.pid]}  # type: ignore[union-attr]
+    figures = wrk(server.url, run, args.duration, args.connections, rate, watch)
     time.sleep(0.5)
     entries = redis.client().xlen("anyformat:events") - before
     return Result(server.name, figures["rps"], figures["p50"], figures["p99"],
                   figures["requests"], figures["non_2xx"],
-                  None if server.name == "a" else entries)  # fmt: skip
+                  None if server.name == "a" else entries, figures.get("cpu_us", {}))  # fmt: skip
 
 
 def relay_env(redis: RedisServer, **extra: str) -> dict[str, str]:
@@ -288,6 +347,14 @@ def main() -> None:
                     extra.append(f"relay at half its maximum ({half:.0f} req/s offered): "
                                  f"{paced.rps:.0f} req/s, p50 {paced.p50_ms:.2f} ms, "
                                  f"p99 {paced.p99_ms:.2f} ms, non-2xx {paced.non_2xx}")  # fmt: skip
+                    # The same pace against (a): the floor this machine puts under p99.
+                    floor = start_server("a", redis, workdir)
+                    try:
+                        bare = measure(floor, redis, args, rate=half)
+                    finally:
+                        floor.stop()
+                    extra.append(f"(a) bare aiohttp at the same pace: {bare.rps:.0f} req/s, "
+                                 f"p50 {bare.p50_ms:.2f} ms, p99 {bare.p99_ms:.2f} ms")  # fmt: skip
                 if args.rss:
                     at_100k, at_1m = rss_run(server, args)
                     growth = at_1m / at_100k
@@ -309,7 +376,7 @@ def main() -> None:
                 result = median(results)
                 extra.append(f"RELAY_WORKERS={count} (unpinned, wrk+Redis on core 1): "
                              f"{result.rps:.0f} req/s, p99 {result.p99_ms:.2f} ms, "
-                             f"non-2xx {result.non_2xx}")  # fmt: skip
+                             f"non-2xx {result.non_2xx}, {cpu_text(result)}")  # fmt: skip
             ratio = median(by_count[2]).rps / median(by_count[1]).rps
             extra.append(f"RELAY_WORKERS=2 / RELAY_WORKERS=1: {ratio:.2f}")
     finally:
@@ -318,6 +385,12 @@ def main() -> None:
     report(rounds, args)
     for line in extra:
         print(line)
+
+
+def cpu_text(result: Result) -> str:
+    """Where the two cores went, per request: the ceiling of any server on this machine."""
+    parts = ", ".join(f"{name} {us:.0f}" for name, us in result.cpu_us.items())
+    return f"CPU us/request: {parts}" if parts else "CPU: run too short to sample"
 
 
 def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
@@ -336,6 +409,7 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
         each = " ".join(f"{x.rps:.0f}" for x in results)
         print(f"{names[name]:40} {r.rps:8.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} "
               f"{r.non_2xx:8d} {entries:>8}  {each}")  # fmt: skip
+        print(f"{'':40} {cpu_text(r)}")
         # entries >= 2xx: requests in flight when wrk stops are written but not counted.
         for x in results:
             if x.entries is not None and x.entries < x.requests - x.non_2xx:
