@@ -58,7 +58,6 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
 
 _json_lines: LineWriter | None = None  # the JSON writer, when that is the format
 _info_enabled = True
-_delivery_log = structlog.get_logger("relay.ingest")
 
 
 def log_delivery(fields: dict[str, Any]) -> None:
@@ -77,7 +76,9 @@ def log_delivery(fields: dict[str, Any]) -> None:
     event = fields.pop("event", None)
     if event is not None:
         fields["_event"] = event
-    _delivery_log.info("delivery", **fields)
+    # Looked up per call, not cached in the module: a cached logger keeps the stream of
+    # whatever configuration it first met.
+    structlog.get_logger("relay.ingest").info("delivery", **fields)
 
 
 _second: list[Any] = [0, ""]  # the last whole second and its ISO 8601 text
