@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 
 from tests.conftest import StartRelay
+from tests.support.http import relay_metrics
 from tests.support.redis_server import RedisServer
 from tests.support.signing import event_body, sign
 
@@ -16,10 +17,6 @@ async def test_a_stalled_redis_sheds_load_beyond_the_limit_and_recovers(
 ) -> None:
     server = await start_relay(own_redis.url, RELAY_MAX_IN_FLIGHT=5, RELAY_REDIS_TIMEOUT=10)
     url = f"http://127.0.0.1:{server.public_port}/webhooks/anyformat"
-
-    async def metrics() -> str:
-        async with http.get(f"http://127.0.0.1:{server.admin_port}/metrics") as response:
-            return await response.text()
 
     async def deliver() -> tuple[int, str, str | None]:
         body = event_body()
@@ -36,13 +33,13 @@ async def test_a_stalled_redis_sheds_load_beyond_the_limit_and_recovers(
     assert all(retry_after and retry_after.isdigit() for *_, retry_after in shed)
     # Refused at once, not queued: all answered while the admitted five still wait.
     assert not any(task.done() for task in admitted)
-    assert "relay_deliveries_in_flight 5.0" in await metrics()
+    assert "relay_deliveries_in_flight 5.0" in await relay_metrics(http, server)
     results = await asyncio.gather(*admitted)
     assert [(status, outcome) for status, outcome, _ in results] == [(200, "accepted")] * 5
 
     status, outcome, _ = await deliver()  # recovered by itself
     assert (status, outcome) == (200, "accepted")
     assert own_redis.client().xlen("anyformat:events") == 6
-    text = await metrics()
+    text = await relay_metrics(http, server)
     assert "relay_deliveries_in_flight 0.0" in text
     assert 'relay_deliveries_unavailable_total{reason="overloaded"} 15.0' in text

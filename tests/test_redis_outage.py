@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from tests.conftest import StartRelay
+from tests.support.http import relay_metrics
 from tests.support.redis_server import RedisServer
 from tests.support.signing import event_body, sign
 
@@ -37,8 +38,7 @@ async def test_redis_stopped_and_restarted_during_a_run(
         assert (response.status, (await response.json())["status"]) == (200, "accepted")
     [(_, fields)] = own_redis.client().xrange("anyformat:events")
     assert fields[b"id"] == b"b"
-    async with http.get(f"http://127.0.0.1:{server.admin_port}/metrics") as response:
-        metrics = await response.text()
+    metrics = await relay_metrics(http, server)
     assert 'relay_deliveries_unavailable_total{reason="redis_unavailable"} 1.0' in metrics
     assert "relay_redis_errors_total 1.0" in metrics
 

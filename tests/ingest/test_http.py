@@ -15,7 +15,7 @@ from relay.registration.record import RegistrationRecord
 from relay.server import RelayServer
 from relay.streams.keys import registration_key
 from tests.conftest import StartRelay
-from tests.support.http import concurrent_copies
+from tests.support.http import concurrent_copies, relay_metrics
 from tests.support.signing import OTHER_SECRET, SECRET, event_body, sign
 
 PATH = "/webhooks/anyformat"
@@ -317,8 +317,7 @@ async def test_admin_endpoints(
         assert response.status == 200
     async with http.get(admin(server, "/readyz")) as response:
         assert (response.status, (await response.json())["status"]) == (200, "ready")
-    async with http.get(admin(server, "/metrics")) as response:
-        text = await response.text()
+    text = await relay_metrics(http, server)
     assert "relay_deliveries_received_total 2.0" in text
     assert "relay_deliveries_accepted_total 1.0" in text
     assert 'relay_deliveries_rejected_total{reason="invalid_signature"} 1.0' in text

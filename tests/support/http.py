@@ -6,6 +6,8 @@ import asyncio
 
 import aiohttp
 
+from relay.server import RelayServer
+
 
 async def concurrent_copies(
     http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], copies: int
@@ -19,3 +21,9 @@ async def concurrent_copies(
             return str((await response.json())["status"])
 
     return sorted(await asyncio.gather(*(post() for _ in range(copies))))
+
+
+async def relay_metrics(http: aiohttp.ClientSession, server: RelayServer) -> str:
+    """The relay's /metrics text, fetched over its admin port."""
+    async with http.get(f"http://127.0.0.1:{server.admin_port}/metrics") as response:
+        return await response.text()
