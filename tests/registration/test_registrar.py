@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from relay.registration.client import AnyFormatClient, ApiKeyRejected, ApiValidationError
+from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.record import RegistrationRecord, load_record
 from tests.registration.conftest import EVENTS, PUBLIC_URL, registrar
 from tests.support.fake_anyformat import FakeAnyFormat
@@ -57,15 +60,50 @@ async def test_a_subscription_deleted_upstream_is_replaced(
     assert [w["id"] for w in fake_api.for_url(PUBLIC_URL)] == [second.id]
 
 
-@pytest.mark.parametrize("change", [{"is_active": False}, {"events": ["extraction.completed"]}])
-async def test_an_inactive_or_narrower_subscription_is_replaced(
-    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat, change: dict[str, object]
+async def test_an_inactive_subscription_is_replaced_and_deleted_at_once(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
 ) -> None:
     first = await registrar(client, api_client).ensure()
-    fake_api.webhooks[first.id].update(change)
+    fake_api.webhooks[first.id]["is_active"] = False
     second = await registrar(client, api_client).ensure()
-    assert second.id != first.id
-    assert first.id in fake_api.deleted()
+    assert second.id != first.id and second.retiring == []
+    assert fake_api.deleted() == [first.id]
+
+
+async def test_an_active_predecessor_retires_with_a_grace_period_instead_of_being_deleted(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    """Subscribed to fewer events than we now want, but active: it may still hold retries
+    of deliveries, so its secret stays accepted until the grace period is over."""
+    first = await registrar(client, api_client).ensure()
+    fake_api.webhooks[first.id]["events"] = ["extraction.completed"]
+    reg = registrar(client, api_client, retire_grace=60)
+    second = await reg.ensure()
+    assert second.id != first.id and fake_api.deleted() == []
+    [old] = second.retiring
+    assert old.id == first.id and old.secret == first.secret
+    assert old.delete_after is not None and 59 < old.delete_after - time.time() <= 60
+    stored_now = await stored(client)
+    assert stored_now is not None and stored_now.secrets[1] == first.secret.get_secret_value()
+    await reg.retire_due()
+    assert fake_api.deleted() == []  # not due yet
+    again = await registrar(client, api_client).ensure()  # a restart meanwhile reuses both
+    assert again == stored_now and len(fake_api.created()) == 2
+
+
+async def test_a_retiring_predecessor_is_deleted_exactly_when_its_grace_period_is_over(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    first = await registrar(client, api_client).ensure()
+    fake_api.webhooks[first.id]["events"] = ["extraction.completed"]
+    reg = registrar(client, api_client, retire_grace=0)
+    second = await reg.ensure()
+    [old] = second.retiring
+    assert old.delete_after is not None and old.delete_after <= time.time()  # the edge: due
+    await reg.retire_due()
+    assert fake_api.deleted() == [first.id]
+    after = await stored(client)
+    assert after is not None and after.retiring == [] and after.id == second.id
 
 
 async def test_lost_redis_with_three_subscriptions_for_our_url_leaves_exactly_one(
@@ -175,10 +213,18 @@ async def test_maintenance_replaces_a_subscription_deleted_while_serving(
 ) -> None:
     replaced: asyncio.Queue[RegistrationRecord | None] = asyncio.Queue()
     reg = registrar(client, api_client, on_record=replaced.put_nowait)
-    first = await reg.ensure()
-    await replaced.get()  # the first creation
+    keeper = RegistrationKeeper(
+        reg,
+        RegistrationMetrics(CollectorRegistry()),
+        can_serve=lambda: True,
+        recheck_interval=0.1,
+        retire_interval=0.05,
+    )
+    task = asyncio.create_task(keeper.run())
+    first = await asyncio.wait_for(replaced.get(), 5)  # the first creation
+    assert first is not None
     fake_api.webhooks.pop(first.id)
-    task = asyncio.create_task(reg.maintain(recheck_interval=0.1, retire_interval=0.05))
-    second = await asyncio.wait_for(replaced.get(), 5)
+    while (second := await asyncio.wait_for(replaced.get(), 5)) == first:
+        pass  # the keeper hands the record over again after each check
     task.cancel()
     assert second is not None and second.id != first.id
