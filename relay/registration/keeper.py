@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from relay.registration import client as api
 from relay.registration.client import ApiKeyRejected, ApiValidationError
@@ -108,7 +108,7 @@ class RegistrationKeeper:
     async def _survive(self, exc: Exception, *, starting: bool) -> float:
         """Log and count a failed attempt, and say how long retries may wait at most;
         re-raise it when it must stop the relay."""
-        if isinstance(exc, RedisError):
+        if isinstance(exc, RedisError | RedisClusterException):  # the latter: cluster not up
             self.metrics.failures.labels("redis_unavailable").inc()
             log.warning("registration_waiting_for_redis", error=type(exc).__name__)
             return REDIS_RETRY_CAP

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -12,6 +13,7 @@ from redis.exceptions import NoPermissionError
 
 from relay.registration.client import AnyFormatClient, ApiKeyRejected, ApiValidationError
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
+from relay.registration.lock import LockLost
 from relay.registration.record import RegistrationRecord, load_record
 from relay.registration.registrar import SAVE_ATTEMPTS
 from relay.streams.keys import registration_key
@@ -332,3 +334,29 @@ async def test_a_save_that_fails_then_succeeds_keeps_the_subscription(
     assert fake_api.deleted() == [] and len(fake_api.created()) == 1
     assert await load_record(limited, "anyformat", PUBLIC_URL) == record
     await limited.aclose()
+
+
+async def test_a_holder_whose_lock_was_taken_over_makes_no_further_api_call(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    """The holder waits on the API while its lock expires and another replica takes it:
+    when the answer comes, it stops before its next call (the create) and leaves the new
+    holder's lock alone."""
+    fake_api.hold("GET")
+    reg = registrar(client, api_client)
+    holder = asyncio.create_task(reg.ensure())
+    await until(lambda: [c.method for c in fake_api.calls] == ["GET"])  # mid-call, holding
+    assert await client.set(reg.lock_key, "the-new-holder", xx=True, px=30_000)  # taken over
+    fake_api.release("GET")
+    with pytest.raises(LockLost):
+        await asyncio.wait_for(holder, 10)
+    assert [c.method for c in fake_api.calls] == ["GET"]  # no create, no delete
+    assert await client.get(reg.lock_key) == b"the-new-holder"
+    assert await stored(client) is None
+
+
+async def until(condition: Callable[[], bool], within: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never met"
+        await asyncio.sleep(0.01)
