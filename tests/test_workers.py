@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 
 import aiohttp
@@ -27,6 +26,9 @@ async def test_two_processes_serve_share_metrics_and_stop_cleanly(own_redis: Red
     )
     relay.start()
     try:
+        # Ready means one process answers; wait until both have started serving.
+        started = relay.wait_for_log("relay_started", count=2)
+        assert len({line["pid"] for line in started}) == 2
         for _ in range(40):
             # A new connection each time: the kernel spreads them over both processes.
             async with aiohttp.ClientSession() as http:
@@ -34,19 +36,22 @@ async def test_two_processes_serve_share_metrics_and_stop_cleanly(own_redis: Red
                 url = f"{relay.url}/webhooks/anyformat"
                 async with http.post(url, data=body, headers=sign(body)) as response:
                     assert response.status == 200
-        await asyncio.sleep(0.2)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{relay.admin_port}/metrics") as r,
-        ):
-            metrics = await r.text()
-        received = re.search(r"^relay_deliveries_received_total (\S+)$", metrics, re.M)
-        assert received is not None and float(received[1]) == 40.0, metrics[:2000]
+        # Both processes' counts, summed on one scrape (polled: a scrape may land
+        # between a process's answer and its metrics file write).
+        deadline = asyncio.get_running_loop().time() + 10
+        received: float | None = None
+        while received != 40.0 and asyncio.get_running_loop().time() < deadline:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{relay.admin_port}/metrics") as r,
+            ):
+                metrics = await r.text()
+            match = re.search(r"^relay_deliveries_received_total (\S+)$", metrics, re.M)
+            received = float(match[1]) if match else None
+            if received != 40.0:
+                await asyncio.sleep(0.05)  # poll interval, not synchronisation
+        assert received == 40.0, metrics[:2000]
         assert own_redis.client().xlen("anyformat:events") == 40
-        started = [
-            json.loads(line) for line in relay.output().splitlines() if "relay_started" in line
-        ]
-        assert len({line["pid"] for line in started}) == 2
     finally:
         code = relay.terminate()
     assert code == 0
