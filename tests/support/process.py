@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from tests.support.redis_server import free_port
 
@@ -66,23 +64,6 @@ class RelayProcess:
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.05)
         raise AssertionError(f"relay not ready within {timeout}s:\n{self.output()}")
-
-    def wait_for_log(self, msg: str, count: int = 1, timeout: float = 15) -> list[dict[str, Any]]:
-        """The JSON log lines whose ``msg`` is ``msg``, once there are ``count`` of them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = [
-                json.loads(line)
-                for line in self.output().splitlines()
-                if line.startswith("{") and f'"msg":"{msg}"' in line
-            ]
-            if len(lines) >= count:
-                return lines
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{count} {msg!r} lines not logged in {timeout}s:\n{self.output()}"
-                )
-            time.sleep(0.05)
 
     def terminate(self, timeout: float = 30) -> int:
         assert self.process is not None
