@@ -124,7 +124,10 @@ async def test_rotation_overlap_accepts_both_secrets_and_writes_one_entry(
     record = await load_record(server.relay.redis, "anyformat", PUBLIC_URL)
     assert record is not None and len(record.secrets) == 2
     new_secret = record.secret.get_secret_value()
-    await asyncio.sleep(0.4)  # every replica re-reads the record
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(server.relay.secrets.keys) != 2:  # the replica re-reads the record
+        assert asyncio.get_running_loop().time() < deadline, "rotation never seen"
+        await asyncio.sleep(0.02)
 
     # AnyFormat delivers the same event to both subscriptions, under different ids.
     body = event_body(extraction_id="ex-rotated")
