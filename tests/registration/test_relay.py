@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 
 import aiohttp
@@ -261,7 +262,9 @@ def test_cli_register_list_unregister(own_redis: RedisServer, fake_api: FakeAnyF
     import sys
 
     foreign = fake_api.add("https://someone-else.example.test/h")
-    env = {"PATH": "/usr/bin:/bin", **env_for(own_redis, fake_api)}
+    # PYTHONPATH passed on: the commands run this checkout's code, not an installed copy.
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+           **env_for(own_redis, fake_api)}  # fmt: skip
 
     def relay(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "relay", *args], env=env, cwd="/",
