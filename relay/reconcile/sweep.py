@@ -132,9 +132,8 @@ class Sweep:
         self, streams: tuple[str, ...], marks: tuple[str, ...]
     ) -> tuple[str, ...]:
         """Dry run: the streams that hold none of the entry's marks (read only)."""
-        missing = []
-        for stream in streams:
-            scores = await self._redis.zmscore(dedupe_key(stream), list(marks))
-            if all(score is None for score in scores):
-                missing.append(stream)
-        return tuple(missing)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.zmscore(dedupe_key(stream), list(marks))
+            scores = await pipe.execute()
+        return tuple(s for s, found in zip(streams, scores, strict=True) if not any(found))

@@ -1,9 +1,9 @@
 """Which stretch of time a sweep covers, and which runs of a page fall in it.
 
 A run belongs to a window when it reached a terminal status inside it (``updated_at``).
-The run lists are newest first by creation, so a workflow's walk stops at the first page
-whose runs were all created more than ``LONG_RUN_MARGIN`` before the window: a run that
-takes longer than that from creation to its end, and ends inside the window, is missed.
+The run lists are newest first by creation, so a workflow's walk stops after the first page
+that reaches runs created more than ``LONG_RUN_MARGIN`` before the window: a run that takes
+longer than that from creation to its end, and ends inside the window, is missed.
 """
 
 from __future__ import annotations
@@ -51,11 +51,12 @@ class Window:
         return moment is not None and moment.timestamp() >= self.since
 
     def past(self, page: Sequence[Run]) -> bool:
-        """Whether no later page can hold a run of the window: every run here (and so,
-        newest first, every run after) was created before the window by more than the
-        margin. Runs without a creation time prove nothing."""
+        """Whether the walk can stop after ``page``: it reaches runs created before the
+        window by more than the margin, and every later page (newest first) holds only
+        older ones. Runs without a creation time prove nothing."""
         horizon = self.start() - LONG_RUN_MARGIN
-        return bool(page) and all(r.created_at is not None and r.created_at < horizon for r in page)
+        created = [run.created_at for run in page if run.created_at is not None]
+        return bool(created) and min(created) < horizon
 
 
 def parse_since(text: str, now: float | None = None) -> float:

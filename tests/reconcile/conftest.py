@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -94,3 +95,14 @@ class Organisation:
 @pytest.fixture
 def org(fake_api: FakeAnyFormat) -> Organisation:
     return Organisation(fake_api)
+
+
+@pytest.fixture
+def say(capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> Any:
+    """Print past the capture: figures belong in the test output."""
+
+    def emit(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n[{request.node.name}] {line}")
+
+    return emit

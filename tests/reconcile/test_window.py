@@ -61,12 +61,13 @@ def test_a_run_is_in_the_window_when_it_finished_at_or_after_its_start() -> None
     assert not window.holds(run(None, None))
 
 
-def test_a_walk_stops_only_once_a_whole_page_was_created_before_the_margin() -> None:
+def test_a_walk_stops_after_the_page_that_reaches_past_the_margin() -> None:
     window = Window(NOW - HOUR, NOW)
     horizon = NOW - HOUR - LONG_RUN_MARGIN.total_seconds()
-    assert window.past([run(horizon - 1, None), run(horizon - 0.001, None)])
-    assert not window.past([run(horizon - 1, None), run(horizon, None)])
-    assert not window.past([run(horizon - 1, None), run(None, None)])  # unknown: go on
+    assert window.past([run(NOW, None), run(horizon - 0.001, None)])
+    assert not window.past([run(NOW, None), run(horizon, None)])
+    assert window.past([run(None, None), run(horizon - 1, None)])
+    assert not window.past([run(None, None)])  # no creation time: go on
     assert not window.past([])
 
 
