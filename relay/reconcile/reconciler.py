@@ -36,6 +36,7 @@ from relay.streams.writer import FanoutWriter
 log = structlog.get_logger("relay.reconcile")
 
 HEARTBEAT_S = 5.0  # the contract asks for 10 s or more often; the gap threshold is 30 s
+WAIT_RECEIVING_S = 0.25  # before the first secret is loaded, or while draining
 LOCK_TTL_S = 30.0
 MAX_TICK_S = 60.0
 
@@ -85,6 +86,7 @@ class Reconciler:
         self.metrics = metrics
         self.tick_s = min(interval / 4, MAX_TICK_S)
         self._wake = asyncio.Event()
+        self.checks = 0  # how often this relay looked whether a sweep was due
 
     @classmethod
     def from_settings(
@@ -118,20 +120,22 @@ class Reconciler:
         """Beat while this relay can receive (a secret loaded, not draining); wake the
         sweeper when the beat finds a gap."""
         while True:
-            if receiving():
-                now = time.time()
-                try:
-                    previous = await self.state.beat(now, GAP_THRESHOLD_S, GAP_MARGIN_S)
-                except RedisError as exc:
-                    log.warning("reconcile_heartbeat_failed", error=type(exc).__name__)
-                else:
-                    if previous is not None:
-                        log.warning(
-                            "reception_gap",
-                            last_heartbeat=round(previous, 3),
-                            gap_s=round(now - previous, 3),
-                        )
-                        self._wake.set()
+            if not receiving():
+                await asyncio.sleep(WAIT_RECEIVING_S)
+                continue
+            now = time.time()
+            try:
+                previous = await self.state.beat(now, GAP_THRESHOLD_S, GAP_MARGIN_S)
+            except RedisError as exc:
+                log.warning("reconcile_heartbeat_failed", error=type(exc).__name__)
+            else:
+                if previous is not None:
+                    log.warning(
+                        "reception_gap",
+                        last_heartbeat=round(previous, 3),
+                        gap_s=round(now - previous, 3),
+                    )
+                    self._wake.set()
             await asyncio.sleep(HEARTBEAT_S)
 
     async def sweeper(self) -> None:
@@ -146,6 +150,7 @@ class Reconciler:
                 pass  # logged and counted by run_sweep; retried at the next tick
             except Exception:
                 log.exception("reconcile_crashed")
+            self.checks += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick_s)
 

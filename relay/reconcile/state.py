@@ -97,4 +97,4 @@ class SharedState:
 
 
 def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
+    return round(seconds * 1000)
