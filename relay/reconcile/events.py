@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 import orjson
 
-from relay.ingest.envelope import Envelope
 from relay.reconcile.api import Run
+from relay.streams.marks import content_mark
 from relay.streams.writer import Entry
 
 SOURCE = "reconciled"
@@ -58,11 +58,6 @@ def payload(run: Run, event: str, workflow_id: str) -> bytes:
     )
 
 
-def content_mark(run: Run, event: str) -> str | None:
-    """The mark a webhook for the same event records: what makes the two one event."""
-    return Envelope(event, run.id, "", run.status).content_mark()
-
-
 def reconciled_entry(run: Run, event: str, workflow_id: str) -> ReconciledEntry:
     return ReconciledEntry(
         id=entry_id(run),
@@ -71,4 +66,6 @@ def reconciled_entry(run: Run, event: str, workflow_id: str) -> ReconciledEntry:
         received_at=time.time_ns() // 1_000_000,
         extraction_id=run.id,
         workflow_id=workflow_id,
+        # The mark its webhook records too: whichever comes second is a duplicate.
+        content_mark=content_mark(event, run.id, run.status),
     )

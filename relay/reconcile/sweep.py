@@ -17,12 +17,12 @@ from relay.reconcile.api import Run, RunsApi
 from relay.reconcile.events import (
     TERMINAL,
     ReconciledEntry,
-    content_mark,
     event_for,
     reconciled_entry,
 )
 from relay.reconcile.window import Window
 from relay.streams.keys import dedupe_key
+from relay.streams.marks import dedupe_marks
 from relay.streams.routes import Router
 from relay.streams.writer import FanoutWriter
 
@@ -117,11 +117,10 @@ class Sweep:
             return None
         entry = reconciled_entry(run, event, workflow_id)
         streams = self._router.streams_for(event, workflow_id)
-        marks = (entry.id, *filter(None, [content_mark(run, event)]))
         if result.dry_run:
-            new = await self._missing_from(streams, marks)
+            new = await self._missing_from(streams, dedupe_marks(entry.id, entry.content_mark))
         else:
-            written = await self._writer.write(entry, streams, marks)
+            written = await self._writer.write(entry, streams)
             new = tuple(s for s, w in zip(streams, written, strict=True) if w is not None)
         if not new:
             result.present += 1

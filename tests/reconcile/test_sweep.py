@@ -6,10 +6,15 @@ import json
 import time
 
 import redis
+from redis.asyncio import Redis
 
+from relay.ingest.envelope import parse_envelope
 from relay.reconcile.sweep import Sweep
 from relay.reconcile.window import Window
+from relay.streams.routes import Router
+from relay.streams.writer import Entry, FanoutWriter
 from tests.reconcile.conftest import Organisation, ago
+from tests.reconcile.relays import webhook_body
 from tests.support.fake_anyformat import FakeAnyFormat
 
 HOUR = 3600.0
@@ -155,3 +160,30 @@ async def test_a_long_walk_stops_at_the_first_page_created_before_the_margin(
     assert [r.entry.extraction_id for r in result.recovered] == [long_run]
     # The workflows, then the page with the long run, which reaches past the margin: stop.
     assert result.api_calls == 1 + 1 and result.runs_seen == 100
+
+
+async def test_an_event_whose_webhook_came_is_skipped_and_a_late_webhook_is_a_duplicate(
+    sweep: Sweep, org: Organisation, redis_sync: redis.Redis, client: Redis
+) -> None:
+    """Both directions through the ingest's own marks (what the handler writes)."""
+    writer = FanoutWriter(client, maxlen=10_000, dedupe_ttl=3600)
+
+    async def webhook(run_id: str, workflow_id: str, status: str) -> list[str | None]:
+        body = webhook_body(run_id, workflow_id, status)
+        envelope = parse_envelope(body)
+        entry = Entry(f"msg_{run_id}_{status}", envelope.event, body, 0, envelope.extraction_id,
+                      envelope.workflow_id, envelope.content_mark())  # fmt: skip
+        return await writer.write(entry, Router("anyformat").streams_for(entry.event, ""))
+
+    workflow = org.workflow()
+    delivered = org.finished(workflow, "processed", seconds_ago=60)
+    missed = org.finished(workflow, "error", seconds_ago=60)
+    assert None not in await webhook(delivered, workflow, "processed")
+
+    result = await sweep.run(last(HOUR))
+    assert [r.entry.extraction_id for r in result.recovered] == [missed]
+    assert result.present == 1
+    assert await webhook(missed, workflow, "error") == [None, None]  # the late webhook
+    routed(org, redis_sync)
+    [first] = [f for f in entries(redis_sync, STREAMS[0]).values() if "source" not in f]
+    assert first["id"] == f"msg_{delivered}_processed"  # the webhook's entry stays as it was
