@@ -228,6 +228,12 @@ class Settings(BaseSettings):
         return []
 
     @property
+    def reconcile_lookback(self) -> float:
+        """How far back any reconciliation looks: never past the dedupe memory, or an event
+        whose webhook marks have expired would be written a second time."""
+        return min(self.reconcile_max_lookback, float(self.dedupe_ttl))
+
+    @property
     def reconciling(self) -> bool:
         """Whether ``relay run`` reconciles: it needs the API key, so registration on."""
         return self.reconcile and self.self_register and self.anyformat_api_key is not None

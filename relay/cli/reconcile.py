@@ -52,9 +52,12 @@ def reconcile(since: str | None, dry_run: bool) -> None:
         start = parse_since(since, now) if since else now - 2 * settings.reconcile_interval
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
-    window = Window.bounded(start, now, settings.reconcile_max_lookback)
+    window = Window.bounded(start, now, settings.reconcile_lookback)
     if window.clamped:
-        click.echo(f"--since is beyond RELAY_RECONCILE_MAX_LOOKBACK: from {_when(window.since)}")
+        click.echo(
+            "--since is further back than RELAY_RECONCILE_MAX_LOOKBACK (or RELAY_DEDUPE_TTL): "
+            f"from {_when(window.since)}"
+        )
     verb = "would write" if dry_run else "wrote"
 
     def show(recovered: Recovered) -> None:

@@ -107,7 +107,7 @@ class Reconciler:
             sweep=Sweep(api, redis, writer, router, settings.events),
             prefix=settings.stream_prefix,
             interval=settings.reconcile_interval,
-            max_lookback=settings.reconcile_max_lookback,
+            max_lookback=settings.reconcile_lookback,
             metrics=metrics,
         )
 

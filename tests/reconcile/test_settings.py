@@ -44,3 +44,9 @@ def test_bad_values_are_named(values: dict[str, Any], expected: str) -> None:
         settings(**REGISTERING, **values)
     [line] = describe_errors(caught.value)
     assert line.startswith(expected), line
+
+
+def test_no_reconciliation_looks_back_past_the_dedupe_memory() -> None:
+    assert settings(**REGISTERING).reconcile_lookback == 604_800
+    assert settings(**REGISTERING, RELAY_DEDUPE_TTL="86400").reconcile_lookback == 86_400
+    assert settings(**REGISTERING, RELAY_RECONCILE_MAX_LOOKBACK="600").reconcile_lookback == 600
