@@ -33,6 +33,7 @@ from relay.reconcile.metrics import ReconcileMetrics
 from relay.reconcile.reconciler import Reconciler
 from relay.redis_client import redis_from_settings
 from relay.registration.client import AnyFormatClient, ApiError
+from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.record import SecretCodec, SecretUnreadable
 from relay.registration.registrar import Registrar
 from relay.settings import Settings
@@ -259,10 +260,12 @@ class RelayServer:
         """Register (or confirm) the subscription, then keep it right in the background.
 
         Runs while the listeners serve: deliveries are accepted as soon as a secret is
-        loaded, from the stored record or from this registration.
+        loaded, from the stored record or from this registration. Ends only by raising
+        what must stop the relay (see ``relay.registration.keeper``).
         """
         settings = self.settings
         assert settings.anyformat_api_key is not None and settings.public_url is not None
+        secrets = self.relay.secrets
         async with AnyFormatClient(settings.anyformat_base_url, settings.anyformat_api_key) as api:
             registrar = Registrar(
                 self.relay.redis,
@@ -270,12 +273,16 @@ class RelayServer:
                 prefix=settings.stream_prefix,
                 public_url=settings.public_url,
                 events=settings.events,
-                codec=self.relay.secrets.codec,
-                on_record=self.relay.secrets.use,
+                codec=secrets.codec,
+                on_record=secrets.use,
             )
-            record = await registrar.ensure()
-            self.relay.secrets.use(record)
-            await registrar.maintain(settings.registration_recheck_interval)
+            keeper = RegistrationKeeper(
+                registrar,
+                RegistrationMetrics(self.relay.metrics.registry),
+                can_serve=lambda: bool(secrets.keys),
+                recheck_interval=settings.registration_recheck_interval,
+            )
+            await keeper.run()
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (bounded), then release Redis."""

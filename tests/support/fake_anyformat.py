@@ -3,8 +3,10 @@
 Bearer auth; ``POST /v2/webhooks/`` → 201 with a ``whsec_`` secret, 422 with a ``detail``
 list for non-https URLs and unknown events, and at the 50-subscription limit;
 ``GET /v2/webhooks/`` → the list, never with secrets; ``DELETE /v2/webhooks/{id}/`` → 204
-or 404. Switches make it answer 401, 429 with ``Retry-After``, 500, or slowly. It runs in
-a thread of its own so that both async tests and relay processes can call it.
+or 404. Switches make it answer 401, 429 with ``Retry-After``, 500, or slowly; make a create
+take effect but lose its answer (connection reset, a 504, or no answer until the client
+times out); or hold every call of one method until released (a client paused mid-call). It
+runs in a thread of its own so that both async tests and relay processes can call it.
 
 The v3 lists reconciliation reads (``runs-api.md``) are a block of their own: workflows and
 their runs as keyset pages (``limit`` 1 to 100, ``cursor``, ``next_cursor``), newest first,
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -39,6 +42,7 @@ class Call:
     authorization: str | None = None
     user_agent: str | None = None
     status: int = 0
+    lost: str | None = None  # the answer the client never got: "reset", "error", "timeout"
 
 
 @dataclass
@@ -159,6 +163,7 @@ class FakeAnyFormat(_V3):
     calls: list[Call] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     delay: float = 0.0
+    lost_creates: list[str] = field(default_factory=list)
     port: int = 0
     workflows: list[dict[str, Any]] = field(default_factory=list)
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -166,6 +171,8 @@ class FakeAnyFormat(_V3):
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1_000_000_001)
+        self._held: dict[str, asyncio.Event] = {}
+        self._closing = asyncio.Event()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -178,6 +185,21 @@ class FakeAnyFormat(_V3):
 
     def fail_next(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
         self.failures.extend(Failure(status, retry_after) for _ in range(times))
+
+    def lose_next_create(self, how: str, times: int = 1) -> None:
+        """The next create(s) take effect, but the client gets no answer: ``reset`` (the
+        connection is dropped), ``error`` (a 504 instead of the 201), ``timeout`` (nothing
+        until the client gives up)."""
+        assert how in ("reset", "error", "timeout"), how
+        self.lost_creates.extend([how] * times)
+
+    def hold(self, method: str) -> None:
+        """Calls of ``method`` arrive (and are recorded) but wait for :meth:`release`."""
+        self._held[method] = asyncio.Event()
+
+    def release(self, method: str) -> None:
+        event = self._held.pop(method)
+        self._loop.call_soon_threadsafe(event.set)
 
     def add(self, url: str, events: list[str] | None = None, active: bool = True) -> str:
         """A subscription made by someone else (its secret is not ours)."""
@@ -200,6 +222,9 @@ class FakeAnyFormat(_V3):
         return self
 
     def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._closing.set)
+        for event in self._held.values():
+            self._loop.call_soon_threadsafe(event.set)
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -235,6 +260,9 @@ class FakeAnyFormat(_V3):
         self.calls.append(call)
         if self.delay:
             await asyncio.sleep(self.delay)
+        held = self._held.get(request.method)
+        if held is not None:
+            await held.wait()
         response = await self._answer(request, handler)
         response.headers["X-API-Version"] = "2.0.0"
         call.status = response.status
@@ -280,7 +308,21 @@ class FakeAnyFormat(_V3):
         if errors:
             return web.json_response({"detail": errors}, status=422)
         webhook = self._create(url, events, True)
+        if self.lost_creates:
+            return await self._lose_answer(request, self.lost_creates.pop(0))
         return web.json_response({**webhook, "secret": self.secrets[webhook["id"]]}, status=201)
+
+    async def _lose_answer(self, request: web.Request, how: str) -> web.Response:
+        """The subscription exists now; its answer (and secret) never reach the client."""
+        self.calls[-1].lost = how
+        if how == "error":
+            return web.json_response({"detail": "Gateway timeout"}, status=504)
+        if how == "timeout":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), 60)
+        assert request.transport is not None
+        request.transport.abort()  # the connection is reset under the client
+        return web.Response(status=201)
 
     def _create(self, url: str, events: list[str], active: bool) -> dict[str, Any]:
         webhook_id = f"wh_{next(self._ids)}"
