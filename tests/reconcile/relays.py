@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -12,6 +13,7 @@ import redis
 
 from relay.server import RelayServer
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
+from tests.support.http import relay_metrics
 from tests.support.signing import sign
 
 PUBLIC_URL = "https://relay.example.test/webhooks/anyformat"
@@ -40,8 +42,6 @@ def only_secret(fake_api: FakeAnyFormat) -> str:
 
 def webhook_body(run_id: str, workflow_id: str, status: str) -> bytes:
     """What AnyFormat sends when ``run_id`` ends in ``status``."""
-    import json
-
     event = "extraction.completed" if status == "processed" else "extraction.failed"
     data = {"extraction_id": run_id, "status": status, "workflow_id": workflow_id,
             "processed_at": "2026-11-27T08:00:00Z" if status == "processed" else None}  # fmt: skip
@@ -73,6 +73,22 @@ async def eventually(check: Callable[[], T], within: float = 20, what: str = "")
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {within}s: {what or check}")
+        await asyncio.sleep(0.05)
+
+
+async def metrics_with(
+    http: aiohttp.ClientSession, server: RelayServer, *lines: str, within: float = 20
+) -> str:
+    """The relay's /metrics once it shows every one of ``lines`` (counted after the sweep
+    recorded itself in Redis, so polled, not read once)."""
+    deadline = time.monotonic() + within
+    while True:
+        text = await relay_metrics(http, server)
+        if all(line in text for line in lines):
+            return text
+        if time.monotonic() > deadline:
+            missing = [line for line in lines if line not in text]
+            raise AssertionError(f"not in /metrics within {within}s: {missing}")
         await asyncio.sleep(0.05)
 
 

@@ -123,7 +123,8 @@ async def test_events_finished_while_the_relays_were_down_are_recovered_once(
     second = RelayProcess(env).start()
     processes.append(second)
     await eventually(lambda: client.hget(STATE, "last_done"), what="the start-up sweep")
-    assert "reception_gap" in second.output() and '"reason":"gap"' in second.output()
+    await eventually(lambda: '"reason":"gap"' in second.output(), what="the sweep's log line")
+    assert "reception_gap" in second.output()
 
     everything = by_extraction(client, STREAMS[0])
     assert {run: len(found) for run, found in everything.items()} == {

@@ -15,6 +15,7 @@ from tests.reconcile.relays import (
     by_extraction,
     deliver,
     eventually,
+    metrics_with,
     only_secret,
     public_url,
     reconciling,
@@ -22,7 +23,6 @@ from tests.reconcile.relays import (
     webhook_body,
 )
 from tests.support.fake_anyformat import FakeAnyFormat
-from tests.support.http import relay_metrics
 
 HOUR = 3600.0
 STREAMS = (
@@ -72,11 +72,14 @@ async def test_a_relay_starting_after_a_5_hour_gap_recovers_what_finished_meanwh
 
     assert_recovered_once(org, redis_sync)
     assert not redis_sync.hexists(STATE, "gap_since")
-    metrics = await relay_metrics(http, server)
-    assert 'relay_reconciled_events_total{event="extraction.completed"} 2.0' in metrics
-    assert 'relay_reconciled_events_total{event="extraction.failed"} 1.0' in metrics
-    assert 'relay_reconcile_sweeps_total{outcome="ok"} 1.0' in metrics
-    assert "relay_reconcile_last_success_timestamp_seconds 1." in metrics
+    await metrics_with(
+        http,
+        server,
+        'relay_reconciled_events_total{event="extraction.completed"} 2.0',
+        'relay_reconciled_events_total{event="extraction.failed"} 1.0',
+        'relay_reconcile_sweeps_total{outcome="ok"} 1.0',
+        "relay_reconcile_last_success_timestamp_seconds 1.",
+    )
 
 
 async def test_a_restart_inside_the_threshold_does_not_sweep(
@@ -174,6 +177,9 @@ async def test_429_is_waited_out_and_an_api_failure_is_swept_again(
         [500] * ATTEMPTS + [429, 429]
     )
     assert recorded_backoff.count(3.0) == 2  # Retry-After, as the API said
-    metrics = await relay_metrics(http, server)
-    assert 'relay_reconcile_sweeps_total{outcome="failed"} 1.0' in metrics
-    assert 'relay_reconcile_sweeps_total{outcome="ok"} 1.0' in metrics
+    await metrics_with(
+        http,
+        server,
+        'relay_reconcile_sweeps_total{outcome="failed"} 1.0',
+        'relay_reconcile_sweeps_total{outcome="ok"} 1.0',
+    )
