@@ -29,6 +29,8 @@ from relay.ingest.handler import IngestHandler
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
+from relay.reconcile.metrics import ReconcileMetrics
+from relay.reconcile.reconciler import Reconciler
 from relay.redis_client import redis_from_settings
 from relay.registration.client import AnyFormatClient, ApiError
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
@@ -180,6 +182,7 @@ class RelayServer:
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
             self.tls = ReloadingContext(settings.tls_cert_file, settings.tls_key_file)
         self.registration: asyncio.Task[None] | None = None
+        self.reconciler: Reconciler | None = None
         self.public_port = 0
         self.admin_port = 0
 
@@ -196,6 +199,8 @@ class RelayServer:
             # With RELAY_WORKERS > 1 only process 0 registers; all read the record.
             self.registration = asyncio.create_task(self._register())
             self._background.append(self.registration)
+        if self.settings.reconciling and not self.settings.worker_index:
+            self._start_reconciler()
         self._public = web.ServerRunner(
             build_public_server(self.relay),
             handle_signals=False,
@@ -228,6 +233,23 @@ class RelayServer:
             scheme=self.settings.signature_scheme,
             signing_keys=len(self.relay.secrets.keys),
         )
+
+    def _start_reconciler(self) -> None:
+        """Heartbeat and sweeps in the background: the API never delays a delivery."""
+        relay = self.relay
+        self.reconciler = Reconciler.from_settings(
+            self.settings,
+            redis=relay.redis,
+            writer=relay.writer,
+            router=relay.router,
+            metrics=ReconcileMetrics(relay.metrics.registry),
+        )
+
+        def receiving() -> bool:
+            return bool(relay.secrets.keys) and not relay.draining
+
+        self._background.append(asyncio.create_task(self.reconciler.heartbeat(receiving)))
+        self._background.append(asyncio.create_task(self.reconciler.sweeper()))
 
     async def _sample_in_flight(self) -> None:
         while True:
@@ -269,6 +291,8 @@ class RelayServer:
             await self._public.cleanup()
         await self._admin.cleanup()
         await _cancel_all(self._background)
+        if self.reconciler is not None:
+            await self.reconciler.close()
         await self.relay.redis.aclose()
         log.info("relay_stopped")
 
