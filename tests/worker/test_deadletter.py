@@ -49,8 +49,8 @@ async def test_replay_puts_the_entry_back_once_and_empties_the_dlq(
     [letter] = await list_dead(client, STREAM, 10)
     failing = False
 
-    assert await replay(client, STREAM, letter.dlq_id, maxlen=1000) == "replayed"
-    assert await replay(client, STREAM, letter.dlq_id, maxlen=1000) == "absent"
+    assert await replay(client, STREAM, letter.dlq_id) == "replayed"
+    assert await replay(client, STREAM, letter.dlq_id) == "absent"
     await eventually(lambda: asyncio.sleep(0, len(handled) == 1))
     await worker.stop()
     assert await client.xlen(DLQ) == 0
@@ -75,11 +75,11 @@ async def test_a_replay_interrupted_before_the_removal_is_finished_not_doubled(
 
     monkeypatch.setattr(client, "xdel", connection_lost)
     with pytest.raises(ConnectionError):
-        await replay(client, STREAM, letter.dlq_id, maxlen=1000)
+        await replay(client, STREAM, letter.dlq_id)
     monkeypatch.undo()
     assert await client.xlen(STREAM) == 2 and await client.xlen(DLQ) == 1
 
-    assert await replay(client, STREAM, letter.dlq_id, maxlen=1000) == "finished"
+    assert await replay(client, STREAM, letter.dlq_id) == "finished"
     assert await client.xlen(STREAM) == 2 and await client.xlen(DLQ) == 0
 
 

@@ -1,0 +1,67 @@
+"""How much a worker takes on: entries held (running, waiting for a slot or for a retry)
+are capped, and at most ``concurrency`` handlers run at once.
+
+The cap is what keeps a failing dependency from turning into an unbounded backlog in one
+process: the read and take-over loops wait for room instead of taking more entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class Capacity:
+    def __init__(self, concurrency: int, max_held: int) -> None:
+        if concurrency < 1 or max_held < concurrency:
+            raise ValueError("need concurrency >= 1 and max_held >= concurrency")
+        self.concurrency = concurrency
+        self.max_held = max_held
+        self.held: set[str] = set()
+        self.running = 0
+        self._changed = asyncio.Event()
+
+    @property
+    def room(self) -> int:
+        """Entries that may still be taken on."""
+        return self.max_held - len(self.held)
+
+    @property
+    def free_slots(self) -> int:
+        return self.concurrency - self.running
+
+    async def wait_for_room(self, *, slots: bool) -> int:
+        """Wait until an entry may be taken on (with ``slots``: and start at once); how
+        many may."""
+        while (startable := min(self.room, self.free_slots) if slots else self.room) <= 0:
+            await self._wait()
+        return startable
+
+    def hold(self, entry_id: str) -> bool:
+        """Take the entry on; False when it is held already (never run one entry twice)."""
+        if entry_id in self.held:
+            return False
+        self.held.add(entry_id)
+        return True
+
+    def release(self, entry_id: str) -> None:
+        self.held.discard(entry_id)
+        self._changed.set()
+
+    def try_acquire_slot(self) -> bool:
+        if self.running >= self.concurrency:
+            return False
+        self.running += 1
+        return True
+
+    async def acquire_slot(self) -> None:
+        while self.running >= self.concurrency:
+            await self._wait()
+        self.running += 1
+
+    def release_slot(self) -> None:
+        self.running -= 1
+        self._changed.set()
+
+    async def _wait(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
