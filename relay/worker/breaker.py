@@ -75,11 +75,14 @@ class Breaker:
         self._next_probe = time.monotonic() + self.probe_interval
         self._probe.release()
 
-    def succeeded(self) -> None:
+    def succeeded(self) -> bool:
+        """Record a success; True when it ends an outage."""
         self._streak.clear()
-        if self.is_open:
-            self._closed.set()
-            log.warning("downstream_recovered", probes=self.probes)
+        if not self.is_open:
+            return False
+        self._closed.set()
+        log.warning("downstream_recovered", probes=self.probes)
+        return True
 
     def failed(self, entry_id: str) -> Verdict:
         if self.threshold == 0:

@@ -29,10 +29,9 @@ class Capacity:
     def free_slots(self) -> int:
         return self.concurrency - self.running
 
-    async def wait_for_room(self, *, slots: bool) -> int:
-        """Wait until an entry may be taken on (with ``slots``: and start at once); how
-        many may."""
-        while (startable := min(self.room, self.free_slots) if slots else self.room) <= 0:
+    async def wait_for_room(self) -> int:
+        """Wait until an entry may be taken on and start at once; how many may."""
+        while (startable := min(self.room, self.free_slots)) <= 0:
             await self._wait()
         return startable
 

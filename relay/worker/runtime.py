@@ -132,7 +132,7 @@ class Worker:
         self._gone: set[str] = set()  # held entries whose message was deleted meanwhile
         self._last_read: str | None = None  # the newest entry this consumer was given
         self._generation = 0  # bumped when the group is recreated
-        self._started = False
+        self.phase = "starting"  # then "running", "draining" (handlers finish), "stopped"
         self._stopping = asyncio.Event()
         self._log = log.bind(stream=stream, group=group, consumer=self.consumer)
 
@@ -143,10 +143,10 @@ class Worker:
         self._stopping.set()
 
     async def readiness(self) -> str | None:
-        """Why this worker is not ready (``None``: ready): Redis must answer and the group
-        must exist, after the lifespan's set-up."""
-        if not self._started:
-            return "starting"
+        """Why this worker is not ready (``None``: ready): it runs (set-up done, not
+        stopping), Redis answers, and the group exists."""
+        if self.phase != "running":
+            return self.phase
         try:
             await self.redis.ping()
             groups: Any = await self.redis.xinfo_groups(self.stream)
@@ -169,11 +169,12 @@ class Worker:
         async with self._lifespan() as state:
             self._state = state or {}
             await self._ensure_group(self.start_id)
-            self._started = True
+            self.phase = "running"
             self._log.info(
                 "worker_started", concurrency=self.concurrency, max_held=self.capacity.max_held
             )
             await self._serve()
+        self.phase = "stopped"
         self._log.info("worker_stopped")
 
     async def _serve(self) -> None:
@@ -188,6 +189,7 @@ class Worker:
         for task in intake:
             task.cancel()
         results = await asyncio.gather(*intake, stopping, return_exceptions=True)
+        self.phase = "draining"
         await self._drain()  # the heartbeat keeps the entries of the handlers finishing
         heartbeat.cancel()
         results += await asyncio.gather(heartbeat, return_exceptions=True)
@@ -212,7 +214,7 @@ class Worker:
         while True:
             await self._or_stop(self.breaker.wait_closed())
             # Read no more than can start now: entries wait in Redis, not in this process.
-            count = await self._or_stop(self.capacity.wait_for_room(slots=True))
+            count = await self._or_stop(self.capacity.wait_for_room())
             try:
                 reply: Any = await self.redis.xreadgroup(
                     self.group, self.consumer, {self.stream: ">"},
@@ -241,7 +243,9 @@ class Worker:
         failures = 0
         while True:
             await self._or_stop(self.breaker.wait_closed())
-            room = await self._or_stop(self.capacity.wait_for_room(slots=False))
+            # Like the reads: take over no more than can start now, so that entries wait in
+            # Redis, where any consumer with a free slot may take them.
+            room = await self._or_stop(self.capacity.wait_for_room())
             try:
                 taken = await self._claims.take_over(int(self.claim_idle * 1000), room)
                 failures = 0
@@ -255,7 +259,10 @@ class Worker:
                 await self._pause_after_redis_error("take_over", exc, failures)
                 continue
             for entry_id in taken.gone:  # acknowledged by the take-over
-                await self._lost(entry_id, "deleted while pending", ack=False)
+                if entry_id in self.capacity.held:
+                    self._gone.add(entry_id)  # ours: lost only if its handler fails
+                else:
+                    await self._lost(entry_id, "deleted while pending", ack=False)
             for claimed in taken.claimed:
                 self.metrics.taken_over.labels(*self._labels).inc()
                 self._log.info(
@@ -278,7 +285,8 @@ class Worker:
                     continue  # the intake loops recreate it
                 raise
             for entry_id in kept.lost:
-                self._log.warning("entry_no_longer_ours", entry_id=entry_id)
+                if entry_id in self.capacity.held:  # not just acknowledged meanwhile
+                    self._log.warning("entry_no_longer_ours", entry_id=entry_id)
             self._gone.update(kept.gone)
 
     # --- one entry ---------------------------------------------------------------------
@@ -320,6 +328,7 @@ class Worker:
                     await self._lost(entry_id, "deleted while its handler was failing")
                     return
                 if self.breaker.failed(entry_id) is Verdict.OUTAGE:
+                    self.metrics.paused.labels(*self._labels).set(1)
                     continue  # not counted: the next try waits for the breaker's probe turn
                 if event.attempt >= self.retry.max_attempts:
                     await self._dead_letter(entry_id, fields, event.attempt, outcome.error)
@@ -350,8 +359,8 @@ class Worker:
                 outcome = await self._attempt(event)
             finally:
                 self.capacity.release_slot()
-            if outcome.handled:
-                self.breaker.succeeded()
+            if outcome.handled and self.breaker.succeeded():
+                self.metrics.paused.labels(*self._labels).set(0)
             return outcome
         finally:
             if probe:
