@@ -18,8 +18,7 @@ import time
 from enum import Enum
 
 import structlog
-
-log = structlog.get_logger("relay.worker")
+from structlog.typing import FilteringBoundLogger
 
 
 class Verdict(Enum):
@@ -28,9 +27,12 @@ class Verdict(Enum):
 
 
 class Breaker:
-    def __init__(self, threshold: int, probe_interval: float) -> None:
+    def __init__(
+        self, threshold: int, probe_interval: float, log: FilteringBoundLogger | None = None
+    ) -> None:
         if threshold < 0 or probe_interval <= 0:
             raise ValueError("need outage threshold >= 0 (0: off) and probe interval > 0")
+        self._log = log or structlog.get_logger("relay.worker")
         self.threshold = threshold
         self.probe_interval = probe_interval
         self._streak: set[str] = set()
@@ -81,7 +83,7 @@ class Breaker:
         if not self.is_open:
             return False
         self._closed.set()
-        log.warning("downstream_recovered", probes=self.probes)
+        self._log.warning("downstream_recovered", probes=self.probes)
         return True
 
     def failed(self, entry_id: str) -> Verdict:
@@ -95,7 +97,7 @@ class Breaker:
         self._closed.clear()
         self._next_probe = time.monotonic() + self.probe_interval
         self.probes = 0
-        log.error(
+        self._log.error(
             "downstream_outage",
             failed_entries=len(self._streak),
             advice="every recent call failed: consumption paused, one probe every "

@@ -122,7 +122,8 @@ class Worker:
         self.block_ms = int(block * 1000)
         self.metrics = metrics or WorkerMetrics()
         self.capacity = Capacity(concurrency, max_held or HELD_PER_SLOT * concurrency)
-        self.breaker = Breaker(outage_threshold, outage_probe_interval)
+        self._log = log.bind(stream=stream, group=group, consumer=self.consumer)
+        self.breaker = Breaker(outage_threshold, outage_probe_interval, self._log)
         self._lifespan = lifespan or _no_lifespan
         self._state: Mapping[str, Any] = {}
         self._labels = (stream, group)
@@ -134,7 +135,6 @@ class Worker:
         self._generation = 0  # bumped when the group is recreated
         self.phase = "starting"  # then "running", "draining" (handlers finish), "stopped"
         self._stopping = asyncio.Event()
-        self._log = log.bind(stream=stream, group=group, consumer=self.consumer)
 
     # --- lifecycle ---------------------------------------------------------------------
 
