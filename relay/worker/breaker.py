@@ -86,6 +86,14 @@ class Breaker:
         self._log.warning("downstream_recovered", probes=self.probes)
         return True
 
+    def nothing_to_probe(self) -> None:
+        """Every held entry is gone (lost, stopped): no probe can end the outage, so resume
+        and let new entries show whether it is over (they open it again if not)."""
+        if self.is_open:
+            self._streak.clear()
+            self._closed.set()
+            self._log.warning("downstream_outage_unprobed", probes=self.probes)
+
     def failed(self, entry_id: str) -> Verdict:
         if self.threshold == 0:
             return Verdict.COUNTED

@@ -127,6 +127,10 @@ class Worker:
         self._lifespan = lifespan or _no_lifespan
         self._state: Mapping[str, Any] = {}
         self._labels = (stream, group)
+        for series in (self.metrics.handled, self.metrics.failed, self.metrics.retried,
+                       self.metrics.dead_lettered, self.metrics.rejected, self.metrics.taken_over,
+                       self.metrics.lost, self.metrics.held, self.metrics.paused):  # fmt: skip
+            series.labels(*self._labels)  # every series from the start: alerts see a 0
         self._claims = Claims(redis, stream, group, self.consumer)
         self._acks = AckBatcher(redis, stream, group)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -346,6 +350,9 @@ class Worker:
             self.capacity.release(entry_id)
             self._gone.discard(entry_id)
             self.metrics.held.labels(*self._labels).set(len(self.capacity.held))
+            if not self.capacity.held and self.breaker.is_open and not self._stopping.is_set():
+                self.breaker.nothing_to_probe()
+                self.metrics.paused.labels(*self._labels).set(0)
 
     async def _run_once(self, event: Event) -> Outcome:
         """One attempt, once the breaker and a handler slot let it run."""

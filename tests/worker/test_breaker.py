@@ -101,3 +101,13 @@ async def test_slots_bound_what_runs() -> None:
 def test_a_cap_below_the_concurrency_is_refused() -> None:
     with pytest.raises(ValueError, match="max_held >= concurrency"):
         Capacity(concurrency=10, max_held=5)
+
+
+async def test_with_nothing_left_to_probe_the_pause_ends() -> None:
+    breaker = Breaker(threshold=1, probe_interval=60)
+    breaker.failed("a")
+    waiting = asyncio.create_task(breaker.wait_closed())
+    breaker.nothing_to_probe()
+    await asyncio.wait_for(waiting, 5)
+    assert not breaker.is_open
+    assert breaker.failed("b") is Verdict.OUTAGE  # a new failure opens it again

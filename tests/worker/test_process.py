@@ -102,7 +102,7 @@ def test_worker_metrics_endpoint(own_redis: RedisServer) -> None:
     process = worker(own_redis, "tests.support.handlers:record")
     process.start(wait_ready=False)
     try:
-        process.wait_until("/healthz")
+        process.wait_until("/readyz")  # ready: the group exists
         wait_for(lambda: client.xpending(STREAM, GROUP)["pending"] == 0 and records(client))
         import urllib.request
 
@@ -114,6 +114,36 @@ def test_worker_metrics_endpoint(own_redis: RedisServer) -> None:
     assert f'relay_worker_handled_total{{group="{GROUP}",stream="{STREAM}"}} 1.0' in text
     assert "relay_worker_handler_duration_seconds_bucket" in text
     assert "relay_worker_in_flight" in text
+    labels = f'{{group="{GROUP}",stream="{STREAM}"}}'
+    for zero in ("relay_worker_entries_lost_total", "relay_worker_paused", "relay_worker_held"):
+        assert f"{zero}{labels} 0.0" in text  # present before anything happens: alertable
+
+
+def test_worker_readyz_follows_redis(own_redis: RedisServer) -> None:
+    process = worker(own_redis, "tests.support.handlers:record")
+    process.start(wait_ready=False)
+
+    def readyz() -> tuple[int, str]:
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{process.admin_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    try:
+        process.wait_until("/readyz")
+        own_redis.kill()
+        wait_for(
+            lambda: readyz() == (503, '{"status": "not_ready", "reason": "redis_unreachable"}')
+        )
+        own_redis.start()
+        wait_for(lambda: readyz()[0] == 200)  # the group is back too (recreated)
+    finally:
+        assert process.terminate() == 0
 
 
 @pytest.mark.parametrize(
