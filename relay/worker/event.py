@@ -27,7 +27,9 @@ class Event:
     received_at: int | None = None
     extraction_id: str = ""
     workflow_id: str = ""
-    source: str = "webhook"  # "reconciled": recovered from the API, not delivered
+    # "webhook": delivered by AnyFormat; "reconciled": recovered from its API after the
+    # deliveries failed (the payload then has the webhook's shape, built from the run).
+    source: str = "webhook"
     fields: Mapping[str, bytes] = field(default_factory=dict, repr=False)
     # What the worker's lifespan yielded: shared resources (an HTTP session, a pool).
     state: Mapping[str, Any] = field(default_factory=dict, repr=False)
