@@ -18,22 +18,34 @@ class Capacity:
         self.max_held = max_held
         self.held: set[str] = set()
         self.running = 0
+        self._reserved = 0  # room promised to fetches in progress
         self._changed = asyncio.Event()
 
     @property
     def room(self) -> int:
         """Entries that may still be taken on."""
-        return self.max_held - len(self.held)
+        return self.max_held - len(self.held) - self._reserved
 
     @property
     def free_slots(self) -> int:
         return self.concurrency - self.running
 
-    async def wait_for_room(self) -> int:
-        """Wait until an entry may be taken on and start at once; how many may."""
+    async def reserve(self) -> int:
+        """Wait until entries may be taken on and start at once, and reserve room for them
+        while they are fetched (so two fetches cannot both fill the same room); how many.
+        :meth:`unreserve` follows, once the fetched entries are held.
+
+        Only the room is reserved, not the slots: a read blocked on a quiet stream must
+        not stop the take-over from using free slots meanwhile. At worst one fetch's
+        entries wait in this process for a slot; the held count never passes the cap."""
         while (startable := min(self.room, self.free_slots)) <= 0:
             await self._wait()
+        self._reserved += startable
         return startable
+
+    def unreserve(self, count: int) -> None:
+        self._reserved -= count
+        self._changed.set()
 
     def hold(self, entry_id: str) -> bool:
         """Take the entry on; False when it is held already (never run one entry twice)."""

@@ -218,7 +218,7 @@ class Worker:
         while True:
             await self._or_stop(self.breaker.wait_closed())
             # Read no more than can start now: entries wait in Redis, not in this process.
-            count = await self._or_stop(self.capacity.wait_for_room())
+            count = await self._or_stop(self.capacity.reserve())
             try:
                 reply: Any = await self.redis.xreadgroup(
                     self.group, self.consumer, {self.stream: ">"},
@@ -234,6 +234,8 @@ class Worker:
                 failures += 1
                 await self._pause_after_redis_error("read", exc, failures)
                 continue
+            finally:
+                self.capacity.unreserve(count)
             entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1] if reply else []
             for raw_id, fields in entries:
                 entry_id = raw_id.decode()
@@ -249,7 +251,7 @@ class Worker:
             await self._or_stop(self.breaker.wait_closed())
             # Like the reads: take over no more than can start now, so that entries wait in
             # Redis, where any consumer with a free slot may take them.
-            room = await self._or_stop(self.capacity.wait_for_room())
+            room = await self._or_stop(self.capacity.reserve())
             try:
                 taken = await self._claims.take_over(int(self.claim_idle * 1000), room)
                 failures = 0
@@ -262,6 +264,8 @@ class Worker:
                 failures += 1
                 await self._pause_after_redis_error("take_over", exc, failures)
                 continue
+            finally:
+                self.capacity.unreserve(room)
             for entry_id in taken.gone:  # acknowledged by the take-over
                 if entry_id in self.capacity.held:
                     self._gone.add(entry_id)  # ours: lost only if its handler fails

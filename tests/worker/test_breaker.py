@@ -76,15 +76,36 @@ async def test_a_probe_cancelled_while_waiting_lets_the_next_one_in() -> None:
 
 async def test_the_hold_waits_at_its_cap_and_frees_on_release() -> None:
     capacity = Capacity(concurrency=2, max_held=3)
-    assert await capacity.wait_for_room() == 2  # room 3, but only 2 can start now
-    for entry_id in ("a", "b", "c"):
+    assert await capacity.reserve() == 2  # room 3, but only 2 can start now
+    for entry_id in ("a", "b"):
         assert capacity.hold(entry_id)
+    capacity.unreserve(2)
+    assert await capacity.reserve() == 1 and capacity.hold("c")
+    capacity.unreserve(1)
     assert not capacity.hold("a")  # held already: never run twice
-    waiting = asyncio.create_task(capacity.wait_for_room())
+    waiting = asyncio.create_task(capacity.reserve())
     await settle()
-    assert not waiting.done()
+    assert not waiting.done()  # at the cap: 3 held
     capacity.release("a")
     assert await asyncio.wait_for(waiting, 5) == 1
+
+
+async def test_a_reservation_keeps_a_second_fetch_from_filling_the_same_room() -> None:
+    capacity = Capacity(concurrency=4, max_held=4)
+    assert await capacity.reserve() == 4  # a read in progress
+    second = asyncio.create_task(capacity.reserve())  # a take-over at the same time
+    await settle()
+    assert not second.done()
+    for entry_id in ("a", "b"):  # the read brought two entries
+        capacity.hold(entry_id)
+    capacity.unreserve(4)
+    assert await asyncio.wait_for(second, 5) == 2
+
+
+async def test_a_reservation_leaves_the_slots_to_the_other_fetch() -> None:
+    capacity = Capacity(concurrency=4, max_held=40)
+    assert await capacity.reserve() == 4  # a read blocked on a quiet stream
+    assert await asyncio.wait_for(capacity.reserve(), 5) == 4  # the take-over goes on
 
 
 async def test_slots_bound_what_runs() -> None:
