@@ -126,11 +126,7 @@ class Worker:
         self.breaker = Breaker(outage_threshold, outage_probe_interval, self._log)
         self._lifespan = lifespan or _no_lifespan
         self._state: Mapping[str, Any] = {}
-        self._labels = (stream, group)
-        for series in (self.metrics.handled, self.metrics.failed, self.metrics.retried,
-                       self.metrics.dead_lettered, self.metrics.rejected, self.metrics.taken_over,
-                       self.metrics.lost, self.metrics.held, self.metrics.paused):  # fmt: skip
-            series.labels(*self._labels)  # every series from the start: alerts see a 0
+        self._m = self.metrics.series(stream, group)
         self._claims = Claims(redis, stream, group, self.consumer)
         self._acks = AckBatcher(redis, stream, group)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -272,7 +268,7 @@ class Worker:
                 else:
                     await self._lost(entry_id, "deleted while pending", ack=False)
             for claimed in taken.claimed:
-                self.metrics.taken_over.labels(*self._labels).inc()
+                self._m.taken_over.inc()
                 self._log.info(
                     "entry_taken_over", entry_id=claimed.entry_id, attempt=claimed.deliveries
                 )
@@ -302,7 +298,7 @@ class Worker:
     def _spawn(self, entry_id: str, raw: Mapping[bytes, bytes], attempt: int) -> None:
         if not self.capacity.hold(entry_id):
             return  # already ours and in progress (taken over from ourselves)
-        self.metrics.held.labels(*self._labels).set(len(self.capacity.held))
+        self._m.held.set(len(self.capacity.held))
         task = asyncio.create_task(self._process(entry_id, decode_fields(raw), attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -326,17 +322,17 @@ class Worker:
                 outcome = await self._run_once(event)
                 if outcome.handled:
                     await self._redis_call(self._acks.ack, entry_id)
-                    self.metrics.handled.labels(*self._labels).inc()
+                    self._m.handled.inc()
                     return
                 if outcome.rejected:
-                    self.metrics.rejected.labels(*self._labels).inc()
+                    self._m.rejected.inc()
                     await self._dead_letter(entry_id, fields, event.attempt, outcome.error)
                     return
                 if entry_id in self._gone:
                     await self._lost(entry_id, "deleted while its handler was failing")
                     return
                 if self.breaker.failed(entry_id) is Verdict.OUTAGE:
-                    self.metrics.paused.labels(*self._labels).set(1)
+                    self._m.paused.set(1)
                     continue  # not counted: the next try waits for the breaker's probe turn
                 if event.attempt >= self.retry.max_attempts:
                     await self._dead_letter(entry_id, fields, event.attempt, outcome.error)
@@ -353,10 +349,10 @@ class Worker:
         finally:
             self.capacity.release(entry_id)
             self._gone.discard(entry_id)
-            self.metrics.held.labels(*self._labels).set(len(self.capacity.held))
+            self._m.held.set(len(self.capacity.held))
             if not self.capacity.held and self.breaker.is_open and not self._stopping.is_set():
                 self.breaker.nothing_to_probe()
-                self.metrics.paused.labels(*self._labels).set(0)
+                self._m.paused.set(0)
 
     async def _run_once(self, event: Event) -> Outcome:
         """One attempt, once the breaker and a handler slot let it run."""
@@ -371,7 +367,7 @@ class Worker:
             finally:
                 self.capacity.release_slot()
             if outcome.handled and self.breaker.succeeded():
-                self.metrics.paused.labels(*self._labels).set(0)
+                self._m.paused.set(0)
             return outcome
         finally:
             if probe:
@@ -382,7 +378,7 @@ class Worker:
         ``<= 0`` when it is no longer ours to retry."""
         after = outcome.retry_after
         delay = self.retry.delay(event.attempt) if after is None else after
-        self.metrics.retried.labels(*self._labels).inc()
+        self._m.retried.inc()
         self._log.info(
             "retry_scheduled", entry_id=event.entry_id, attempt=event.attempt,
             retry_in_s=round(delay, 3),
@@ -401,17 +397,17 @@ class Worker:
 
     async def _attempt(self, event: Event) -> Outcome:
         """Run the handler once and say how it went."""
-        self.metrics.in_flight.labels(*self._labels).inc()
+        self._m.in_flight.inc()
         started = time.perf_counter()
         try:
             outcome = await self._call_handler(event)
         finally:
-            self.metrics.in_flight.labels(*self._labels).dec()
+            self._m.in_flight.dec()
         elapsed = time.perf_counter() - started
         kind = "handled" if outcome.handled else "rejected" if outcome.rejected else "failed"
-        self.metrics.latency.labels(*self._labels, kind).observe(elapsed)
+        self._m.latency[kind].observe(elapsed)
         if kind == "failed":
-            self.metrics.failed.labels(*self._labels).inc()
+            self._m.failed.inc()
         self._log.info(
             "attempt", entry_id=event.entry_id, id=event.id, _event=event.event,
             attempt=event.attempt, outcome=kind, latency_ms=round(elapsed * 1000, 3),
@@ -420,16 +416,19 @@ class Worker:
         return outcome
 
     async def _call_handler(self, event: Event) -> Outcome:
-        timeout = asyncio.timeout(self.handler_timeout)
+        timeout = asyncio.timeout(self.handler_timeout) if self.handler_timeout else None
         try:
-            async with timeout:
+            if timeout is None:
                 await self.handler(event)
+            else:
+                async with timeout:
+                    await self.handler(event)
         except Reject as exc:
             return Outcome(False, f"Reject: {exc.reason}", rejected=True)
         except Retry as exc:
             return Outcome(False, f"Retry: {exc}", retry_after=exc.after)
         except TimeoutError as exc:
-            if timeout.expired():
+            if timeout is not None and timeout.expired():
                 return Outcome(False, f"HandlerTimeout: ran longer than {self.handler_timeout}s")
             return Outcome(False, f"{type(exc).__name__}: {exc}")
         except Exception as exc:
@@ -443,12 +442,12 @@ class Worker:
             dead_letter, self.redis, self.stream, self.group, entry_id, fields,
             error=error, attempts=attempts,
         )  # fmt: skip
-        self.metrics.dead_lettered.labels(*self._labels).inc()
+        self._m.dead_lettered.inc()
         self._log.warning("dead_lettered", entry_id=entry_id, attempts=attempts, error=error[:500])
 
     async def _lost(self, entry_id: str, reason: str, *, ack: bool = True) -> None:
         """An entry of the group went before its handler succeeded: never silently."""
-        self.metrics.lost.labels(*self._labels).inc()
+        self._m.lost.inc()
         self._log.error("entry_lost", entry_id=entry_id, reason=reason)
         if ack:
             await self._redis_call(self.redis.xack, self.stream, self.group, entry_id)
