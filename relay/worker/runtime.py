@@ -168,12 +168,18 @@ class Worker:
             )
         async with self._lifespan() as state:
             self._state = state or {}
-            await self._ensure_group(self.start_id)
-            self.phase = "running"
-            self._log.info(
-                "worker_started", concurrency=self.concurrency, max_held=self.capacity.max_held
-            )
-            await self._serve()
+            try:
+                # Redis unreachable at start is waited for (readiness: "starting").
+                await self._or_stop(self._redis_call(self._ensure_group, self.start_id))
+            except _Stopping:
+                pass  # stopped before Redis ever answered
+            else:
+                self.phase = "running"
+                self._log.info(
+                    "worker_started", concurrency=self.concurrency,
+                    max_held=self.capacity.max_held,
+                )  # fmt: skip
+                await self._serve()
         self.phase = "stopped"
         self._log.info("worker_stopped")
 
