@@ -12,6 +12,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay import __version__
@@ -93,16 +94,21 @@ class RedisTooOld(Exception):
 async def check_version(redis: Redis) -> str:
     """The server's version (every node's, on a Cluster), or :class:`RedisTooOld`.
 
-    One ``INFO`` at start-up, never per delivery. Raises Redis errors as they come.
+    One ``INFO`` at start-up, never per delivery. A server that has no ``INFO`` (the
+    embedded server of ``relay dev``) passes as ``unknown``; other errors are raised.
     """
-    if isinstance(redis, RedisCluster):
-        cluster = cast(RedisCluster, redis)
-        infos = [
-            await cluster.execute_command("INFO", "server", target_nodes=node)
-            for node in cluster.get_nodes()
-        ]
-    else:
-        infos = [await redis.info("server")]
+    try:
+        if isinstance(redis, RedisCluster):
+            cluster = cast(RedisCluster, redis)
+            infos = [
+                await cluster.execute_command("INFO", "server", target_nodes=node)
+                for node in cluster.get_nodes()
+            ]
+        else:
+            infos = [await redis.info("server")]
+    except ResponseError as exc:
+        log.warning("redis_version_unknown", error=str(exc)[:200])
+        return "unknown"
     versions = [str(info["redis_version"]) for info in infos]
     for version in versions:
         if _parse(version) < MINIMUM_VERSION:
