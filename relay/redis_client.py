@@ -100,6 +100,7 @@ async def check_version(redis: Redis) -> str:
     try:
         if isinstance(redis, RedisCluster):
             cluster = cast(RedisCluster, redis)
+            await cluster.initialize()  # learn the nodes (a no-op once known)
             infos = [
                 await cluster.execute_command("INFO", "server", target_nodes=node)
                 for node in cluster.get_nodes()

@@ -19,7 +19,7 @@ from typing import cast
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from relay.streams.append import Command, decode_reply, encode, reloading_script
 from relay.streams.keys import hash_tag
@@ -83,11 +83,10 @@ async def run_confirmed_appends(
     :class:`ReplicationTimeout` when a node's replicas did not confirm, or when a slot
     moved meanwhile (the ``WAIT`` may then have run on a node that no longer holds it).
     """
+    await cluster.initialize()  # a no-op once the slots are known
     nodes: dict[str, tuple[ClusterNode, str]] = {}  # one fence and WAIT per node, on the
     for stream in streams:  # slot of a stream it serves
-        node = cluster.get_node_from_key(fence_key(stream))
-        if node is None:
-            raise RedisError(f"no known node serves the slot of {stream!r}")
+        node = _owner(cluster, stream)
         nodes.setdefault(node.name, (node, stream))
 
     async def round_trip() -> list[object]:
@@ -107,10 +106,20 @@ async def run_confirmed_appends(
         nodes.items(), confirmations[::2], confirmations[1::2], strict=True
     ):
         ack.check(fence, acknowledged)
-        owner = cluster.get_node_from_key(fence_key(stream))
-        if owner is None or owner.name != name:
+        if _owner(cluster, stream).name != name:
             raise ReplicationTimeout(0, ack.replicas)
     return written
+
+
+def _owner(cluster: RedisCluster, stream: str) -> ClusterNode:
+    """The master serving ``stream``'s slot, as the client knows it now."""
+    try:
+        node = cluster.get_node_from_key(fence_key(stream))
+    except RedisClusterException as exc:  # not a RedisError: keep it a 503
+        raise RedisError(str(exc)) from None
+    if node is None:
+        raise RedisError(f"no known node serves the slot of {stream!r}")
+    return node
 
 
 def _bytes(arg: str | bytes | int) -> bytes:

@@ -133,7 +133,7 @@ def test_workers_keep_consuming_across_a_master_killed(
     worker.start(wait_ready=False)
     try:
         wait_for(lambda: len(handled()) == 100, 60, "the first hundred were not handled")
-        killed, promoted = sentinels.kill_master()
+        _, promoted = sentinels.kill_master()
         add(promoted, range(100, 200))  # written to the new master only
         wait_for(lambda: len(handled()) == 200, 60, "the worker did not follow the failover")
         pending = promoted.client().xpending(STREAM, "ha")["pending"]
