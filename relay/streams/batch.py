@@ -90,10 +90,10 @@ class AppendBatcher:
             replies += 2
             if budget is not None:
                 budget += self._ack.timeout_s
+        packed = b"".join(commands if self._ack is None else [*commands, self._ack_commands])
+        demoted = False
         try:
-            await connection.send_packed_command(
-                b"".join(commands) + self._ack_commands, check_health=False
-            )
+            await connection.send_packed_command(packed, check_health=False)
             results: list[object] = []
             try:
                 async with asyncio.timeout(budget):
@@ -102,10 +102,10 @@ class AppendBatcher:
                             results.append(await connection.read_response(timeout=math.inf))
                         except ResponseError as exc:  # an error reply: this command's outcome
                             results.append(exc)
+                            demoted = demoted or isinstance(exc, ReadOnlyError)
             except TimeoutError:
                 raise RedisTimeoutError("Timeout reading a batch of appends") from None
-            if any(isinstance(result, ReadOnlyError) for result in results):
-                # A demoted master: reconnect, which asks Sentinel (or DNS) anew.
+            if demoted:  # a replica now: reconnect, which asks Sentinel (or DNS) anew
                 await connection.disconnect()
             return results
         except BaseException:
