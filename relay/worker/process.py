@@ -53,11 +53,12 @@ async def run_worker(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
     runner = None
-    if metrics_port is not None:
-        runner = await _metrics_site(metrics, settings.host, metrics_port)
     try:
-        if await _redis_fit_or_stopped(redis, stopped):
-            await worker.run()
+        if not await _redis_fit_or_stopped(redis, stopped):
+            return
+        if metrics_port is not None:
+            runner = await _metrics_site(metrics, settings.host, metrics_port)
+        await worker.run()
     finally:
         if runner is not None:
             await runner.cleanup()
