@@ -47,20 +47,26 @@ async def run_with_master_killed(
     deployment: RedisSentinelSet, relay: RelayProcess
 ) -> tuple[SendReport, RedisServer, dict[str, float]]:
     """Send DELIVERIES at RATE; a third of the way in, SIGKILL the master, wait for the
-    promotion, then restart the killed server as the new master's replica."""
+    promotion, then restart the killed server as the new master's replica. Returns the
+    master at the end (on a loaded machine the sentinels may fail over once more)."""
     stop = threading.Event()
     figures: dict[str, float] = {}
     survivor: list[RedisServer] = []
+
+    errors: list[Exception] = []
 
     def fault() -> None:
         if stop.wait(DELIVERIES / RATE / 3):
             return
         started = time.monotonic()
-        killed, promoted = deployment.kill_master()
-        figures["promoted_after_s"] = time.monotonic() - started
-        survivor.append(promoted)
-        deployment.rejoin(killed, promoted)
-        figures["replica_back_after_s"] = time.monotonic() - started
+        try:
+            killed, promoted = deployment.kill_master()
+            figures["promoted_after_s"] = time.monotonic() - started
+            survivor.append(promoted)
+            deployment.rejoin(killed, promoted)
+            figures["replica_back_after_s"] = time.monotonic() - started
+        except Exception as exc:  # the test fails on it below, not silently in the thread
+            errors.append(exc)
 
     thread = threading.Thread(target=fault, daemon=True)
     thread.start()
@@ -71,8 +77,9 @@ async def run_with_master_killed(
     finally:
         stop.set()
         thread.join(90)
-    assert survivor, "the master was never killed"
-    return report, survivor[0], figures
+    assert survivor and not errors, (errors, "the master was never killed")
+    figures["failovers"] = deployment.failovers()
+    return report, deployment.settled_master(), figures
 
 
 def stream_ids(server: RedisServer) -> dict[str, Counter[str]]:
@@ -88,10 +95,10 @@ async def test_with_wait_one_nothing_acknowledged_is_lost(
 ) -> None:
     relay = relay_for(sentinels, wait_replicas=1).start()
     try:
-        report, promoted, figures = await run_with_master_killed(sentinels, relay)
+        report, master, figures = await run_with_master_killed(sentinels, relay)
     finally:
         relay.kill()
-    found = stream_ids(promoted)
+    found = stream_ids(master)
     lost = {stream: len(report.acknowledged - set(ids)) for stream, ids in found.items()}
     doubled = {stream: sum(n - 1 for n in ids.values()) for stream, ids in found.items()}
     say(f"{report.summary()} lost={lost} doubled={doubled} {_rounded(figures)}")
@@ -103,10 +110,10 @@ async def test_with_wait_one_nothing_acknowledged_is_lost(
 async def test_without_wait_the_loss_is_printed(sentinels: RedisSentinelSet, say: Say) -> None:
     relay = relay_for(sentinels, wait_replicas=0).start()
     try:
-        report, promoted, figures = await run_with_master_killed(sentinels, relay)
+        report, master, figures = await run_with_master_killed(sentinels, relay)
     finally:
         relay.kill()
-    found = stream_ids(promoted)
+    found = stream_ids(master)
     lost = {stream: len(report.acknowledged - set(ids)) for stream, ids in found.items()}
     doubled = {stream: sum(n - 1 for n in ids.values()) for stream, ids in found.items()}
     say(f"WAIT off: {report.summary()} lost={lost} doubled={doubled} {_rounded(figures)}")
@@ -115,4 +122,4 @@ async def test_without_wait_the_loss_is_printed(sentinels: RedisSentinelSet, say
 
 
 def _rounded(figures: dict[str, float]) -> str:
-    return " ".join(f"{name}={value:.1f}" for name, value in figures.items())
+    return " ".join(f"{name}={value:.3g}" for name, value in figures.items())

@@ -143,10 +143,37 @@ class RedisSentinelSet:
 
     def rejoin(self, server: RedisServer, master: RedisServer) -> None:
         """Restart a killed server as a replica of ``master`` (what an operator's chart
-        does) and wait until it has synced."""
+        does) and wait until whichever server is master then has a synced replica (on a
+        loaded machine the sentinels may fail over once more meanwhile)."""
         server.extra_args = ("--replicaof", "127.0.0.1", str(master.port))
         server.start()
-        self.wait_replicated(master)
+        wait_for(lambda: self._replicated(self.settled_master()), 60, "no replica synced")
+
+    @staticmethod
+    def _replicated(master: RedisServer) -> bool:
+        return int(master.client().execute_command("WAIT", 1, 100)) >= 1
+
+    def settled_master(self, seconds: float = 60) -> RedisServer:
+        """The server every sentinel names master, once it answers as one."""
+        found: list[RedisServer] = []
+
+        def settled() -> bool:
+            ports = {sentinel.master_port() for sentinel in self.sentinels}
+            if len(ports) != 1:
+                return False
+            [port] = ports
+            server = self.master if port == self.master.port else self.replica
+            if server.client().execute_command("ROLE")[0] != b"master":
+                return False
+            found[:] = [server]
+            return True
+
+        wait_for(settled, seconds, "the sentinels do not agree on a master")
+        return found[0]
+
+    def failovers(self) -> int:
+        """The master's configuration epoch: one more for every failover so far."""
+        return int(self.sentinels[0].client().sentinel_master(MASTER_NAME)["config-epoch"])
 
     def close(self) -> None:
         for sentinel in self.sentinels:
@@ -162,7 +189,7 @@ def wait_for(condition: Callable[[], bool], seconds: float, message: str) -> Non
         try:
             if condition():
                 return
-        except (redis.ConnectionError, redis.TimeoutError):
-            pass
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            pass  # a server restarting, loading, or changing role: ask again
         time.sleep(0.05)
     raise RuntimeError(message)
