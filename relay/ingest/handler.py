@@ -150,12 +150,10 @@ class IngestHandler:
             received_at=received_at,
             extraction_id=envelope.extraction_id,
             workflow_id=envelope.workflow_id,
+            content_mark=envelope.content_mark(),
         )
-        marks: tuple[str, ...] = ()
-        if self._secrets.rotating and (content := envelope.content_mark()):
-            marks = (message_id, content)
         try:
-            written = await self._writer.write(entry, streams, marks)
+            written = await self._writer.write(entry, streams)
         except ReplicationTimeout as exc:
             # Written (or found written) on the master, not yet on enough replicas: the
             # re-send dedupes and waits again.

@@ -41,7 +41,7 @@ async def client(cluster: RedisCluster) -> AsyncIterator[Redis]:
 
 
 def entry(message_id: str) -> Entry:
-    return Entry(message_id, "extraction.completed", b"{}", 1, "", "")
+    return Entry(message_id, "extraction.completed", b"{}", 1, "", "", None)
 
 
 async def test_each_node_confirms_its_own_streams(cluster: RedisCluster, client: Redis) -> None:

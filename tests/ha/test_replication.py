@@ -132,7 +132,7 @@ async def test_a_resend_through_another_relay_is_answered_once_the_replica_confi
 
 
 def entry(message_id: str) -> Entry:
-    return Entry(message_id, "extraction.completed", b"{}", 1, "", "")
+    return Entry(message_id, "extraction.completed", b"{}", 1, "", "", None)
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ async def test_one_wait_per_micro_batch_and_every_delivery_of_it_answered(
     client: Redis, own_redis: RedisServer
 ) -> None:
     writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60, ack=ReplicaAck(1, 100))
-    entries = [Entry(f"m{n}", "e", b"{}", 1, "", "") for n in range(40)]
+    entries = [Entry(f"m{n}", "e", b"{}", 1, "", "", None) for n in range(40)]
     results = await asyncio.gather(
         *(writer.write(entry, ["s:a", "s:b"]) for entry in entries), return_exceptions=True
     )
