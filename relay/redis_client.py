@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import cast
 
 from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from relay import __version__
 from relay.settings import Settings
+
+# Redis unreachable, whichever client: the cluster client reports a cluster it cannot reach
+# at all with an exception outside RedisError.
+REDIS_DOWN = (RedisError, RedisClusterException)
 
 
 def redis_from_settings(settings: Settings) -> Redis:

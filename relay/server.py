@@ -22,7 +22,6 @@ from prometheus_client import (
     multiprocess,
 )
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from relay import __version__
 from relay.ingest.handler import IngestHandler
@@ -31,7 +30,7 @@ from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
 from relay.reconcile.metrics import ReconcileMetrics
 from relay.reconcile.reconciler import Reconciler
-from relay.redis_client import redis_from_settings
+from relay.redis_client import REDIS_DOWN, redis_from_settings
 from relay.registration.client import AnyFormatClient, ApiError
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.record import SecretCodec, SecretUnreadable
@@ -98,7 +97,7 @@ class Relay:
         stored secret the encryption key cannot read is."""
         try:
             await self.writer.load_script()
-        except RedisError as exc:
+        except REDIS_DOWN as exc:
             log.warning("redis_unavailable_at_start", error=type(exc).__name__)
         await self.secrets.refresh(strict=True)
 
@@ -116,7 +115,7 @@ class Relay:
             problems["signing_keys"] = "none loaded"
         try:
             await self.redis.ping()
-        except RedisError as exc:
+        except REDIS_DOWN as exc:
             problems["redis"] = type(exc).__name__
         return problems
 
