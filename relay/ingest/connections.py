@@ -78,6 +78,11 @@ class PublicConnection(RequestHandler):
         self._deadline: asyncio.TimerHandle | None = None
         self._incoming: StreamReader | None = None  # the body of the request being received
 
+    @property
+    def deadline(self) -> asyncio.TimerHandle | None:
+        """When the request being received is cut off; None between requests."""
+        return self._deadline
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._public
         if server.open_connections >= server.limits.max_connections:
