@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -25,11 +26,13 @@ PATH = "/webhooks/anyformat"
 TRICKLE_SECONDS = 0.2  # a slow client's pace: never idle long enough for any idle timeout
 
 
-async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-    assert condition(), what
+async def wait_for(condition: Callable[[], bool], what: str, within: float = 20) -> None:
+    """Poll ``condition`` (state the relay exposes) until it holds, up to ``within`` s."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in time: {what}")
+        await asyncio.sleep(0.01)
 
 
 def open_connections(server: RelayServer) -> int:
