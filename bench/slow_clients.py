@@ -115,9 +115,7 @@ async def run(args: argparse.Namespace, relay: RelayProcess) -> None:
     stop = asyncio.Event()
     results = Deliveries()
     started = time.monotonic()
-    tasks = [
-        asyncio.create_task(slow_client(relay.port, client, args.pace)) for client in clients
-    ]
+    tasks = [asyncio.create_task(slow_client(relay.port, client, args.pace)) for client in clients]
     sender = asyncio.create_task(deliveries(f"{relay.url}{PATH}", stop, results))
     peak = rss_before
     limit = started + args.timeout * 3 + 30
@@ -139,23 +137,35 @@ async def run(args: argparse.Namespace, relay: RelayProcess) -> None:
     answered_408 = sum(c.answer.startswith(b"HTTP/1.1 408 ") for c in closed)
     failed = [c for c in clients if c.error]
     ok = sum(status == 200 for status in results.statuses)
-    print(f"relay: `relay run`, RELAY_CLIENT_TIMEOUT={args.timeout:g}; "
-          f"{args.headers} connections trickling headers + {args.bodies} trickling bodies, "
-          f"one byte every {args.pace:g} s; {os.cpu_count()} cores shared with other work")  # fmt: skip
-    print(f"deliveries sent meanwhile: {len(results.statuses)}, answered 200: {ok}, "
-          f"others: {sorted(set(results.statuses) - {200}) or 'none'}")  # fmt: skip
+    print(
+        f"relay: `relay run`, RELAY_CLIENT_TIMEOUT={args.timeout:g}; "
+        f"{args.headers} connections trickling headers + {args.bodies} trickling bodies, "
+        f"one byte every {args.pace:g} s; {os.cpu_count()} cores shared with other work"
+    )
+    print(
+        f"deliveries sent meanwhile: {len(results.statuses)}, answered 200: {ok}, "
+        f"others: {sorted(set(results.statuses) - {200}) or 'none'}"
+    )
     if results.latencies:
-        print(f"delivery latency: median {statistics.median(results.latencies) * 1000:.1f} ms, "
-              f"worst {max(results.latencies) * 1000:.1f} ms")  # fmt: skip
-    print(f"slow connections closed by the relay: {len(closed)} of {len(clients)} "
-          f"({answered_408} answered 408 first; {len(failed)} could not connect)")  # fmt: skip
+        print(
+            f"delivery latency: median {statistics.median(results.latencies) * 1000:.1f} ms, "
+            f"worst {max(results.latencies) * 1000:.1f} ms"
+        )
+    print(
+        f"slow connections closed by the relay: {len(closed)} of {len(clients)} "
+        f"({answered_408} answered 408 first; {len(failed)} could not connect)"
+    )
     if after_first:
-        print(f"closed after their first byte: min {after_first[0]:.2f} s, "
-              f"median {statistics.median(after_first):.2f} s, max {after_first[-1]:.2f} s; "
-              f"later than timeout + 1 s: {len(late)}")  # fmt: skip
+        print(
+            f"closed after their first byte: min {after_first[0]:.2f} s, "
+            f"median {statistics.median(after_first):.2f} s, max {after_first[-1]:.2f} s; "
+            f"later than timeout + 1 s: {len(late)}"
+        )
     print(f"all slow connections done after {connected:.1f} s")
-    print(f"relay RSS: before {rss_before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB "
-          f"(VmHWM {hwm / 1024:.1f} MiB), after {rss_after / 1024:.1f} MiB")  # fmt: skip
+    print(
+        f"relay RSS: before {rss_before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB "
+        f"(VmHWM {hwm / 1024:.1f} MiB), after {rss_after / 1024:.1f} MiB"
+    )
 
 
 def main() -> None:
