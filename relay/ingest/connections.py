@@ -31,15 +31,15 @@ log = structlog.get_logger("relay.ingest")
 SERVER_HEADER = "anyformat-relay"
 
 # Written to a connection whose request line or headers did not arrive in time.
+_TIMEOUT_BODY = b'{"status": "rejected", "reason": "client_timeout"}\n'
 REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\n"
-    b"Server: " + SERVER_HEADER.encode() + b"\r\n"
+    b"Server: %s\r\n"
     b"Content-Type: application/json\r\n"
-    b"Content-Length: 51\r\n"
+    b"Content-Length: %d\r\n"
     b"Connection: close\r\n"
-    b"\r\n"
-    b'{"status": "rejected", "reason": "client_timeout"}\n'
-)
+    b"\r\n%s"
+) % (SERVER_HEADER.encode(), len(_TIMEOUT_BODY), _TIMEOUT_BODY)
 
 # After the deadline the handler gets this long to answer 408 before the connection goes.
 ANSWER_GRACE_SECONDS = 0.5
