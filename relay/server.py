@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from relay import __version__
-from relay.ingest.connections import SERVER_HEADER, ConnectionLimits, PublicServer
+from relay.ingest.connections import SERVER_HEADER, ConnectionLimits, PublicServer, PublicSite
 from relay.ingest.handler import IngestHandler
 from relay.ingest.remote import ClientAddress
 from relay.ingest.secrets import SecretSource
@@ -246,12 +246,13 @@ class RelayServer:
         await self._public.setup()
         await self._admin.setup()
         shared = self.settings.worker_index is not None  # RELAY_WORKERS > 1: SO_REUSEPORT
-        public = web.TCPSite(
+        public = PublicSite(
             self._public,
             self.settings.host,
             self.settings.port,
             ssl_context=self.tls.context if self.tls is not None else None,
             reuse_port=shared,
+            handshake_timeout=self.settings.client_timeout,
         )
         admin = web.TCPSite(
             self._admin, self.settings.admin_bind_host, self.settings.admin_port, reuse_port=shared

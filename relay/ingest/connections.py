@@ -68,6 +68,37 @@ class PublicServer(web.Server):
         return PublicConnection(self, loop=self._loop, **self._protocol_kwargs)
 
 
+class PublicSite(web.TCPSite):
+    """aiohttp's TCP site, with the TLS handshake bounded by ``RELAY_CLIENT_TIMEOUT`` too.
+
+    With ``RELAY_TLS_CERT_FILE`` the handshake comes before any byte reaches the protocol
+    (and before the connection counts against the cap); asyncio's default lets a silent
+    one hold its socket for 60 s.
+    """
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, *, handshake_timeout: float,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(runner, host, port, **kwargs)
+        self._handshake_timeout = handshake_timeout
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+            ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
+        )
+
+
 class PublicConnection(RequestHandler):
     __slots__ = ("_admitted", "_deadline", "_incoming", "_public")
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
 import redis
+import trustme
 
 from relay.ingest.connections import PublicConnection
 from relay.server import RelayServer
@@ -289,3 +292,30 @@ async def test_bodies_being_received_hold_at_most_the_byte_budget_and_give_it_ba
     writer.close()  # the sender goes away: what its body held comes back
     await wait_for(lambda: budget.held == 0, "budget given back")
     assert await deliver(http, server) == (200, "accepted")
+
+
+async def test_a_silent_tls_handshake_is_cut_off_at_the_client_timeout(
+    start_relay: StartRelay, redis_url: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """With RELAY_TLS_CERT_FILE the handshake precedes every byte the protocol sees;
+    asyncio alone would give a silent one 60 s."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    server = await start_relay(
+        redis_url, RELAY_TLS_CERT_FILE=str(cert), RELAY_TLS_KEY_FILE=str(key),
+        RELAY_CLIENT_TIMEOUT=1,
+    )  # fmt: skip
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.public_port)
+    writer.write(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
+    assert await read_to_eof(reader) == b""  # closed by the relay
+    writer.close()
+
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    body = event_body()
+    url = f"https://127.0.0.1:{server.public_port}{PATH}"
+    async with http.post(url, data=body, headers=sign(body), ssl=context) as response:
+        assert response.status == 200  # a real handshake is unaffected
