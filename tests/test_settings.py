@@ -219,6 +219,8 @@ def test_relay_config_masks_the_password_of_every_url() -> None:
         "RELAY_REDIS_URL": "redis://relay:hunter2@redis:6379/0",
         "ANYFORMAT_BASE_URL": "https://bot:hunter3@api.anyformat.ai",
         "RELAY_PUBLIC_URL": "https://relay.example.com/webhooks/anyformat?password=hunter4",
+        "RELAY_REDIS_SENTINELS": "sentinel-a:26379,sentinel-b:26379",
+        "RELAY_REDIS_SENTINEL_PASSWORD": "hunter5",
     }
     text = run_cli("config", env=env)
     as_json = run_cli("config", "--json", env=env)
