@@ -1,4 +1,5 @@
-"""``relay worker``: one Worker with signals, logs and its own /metrics."""
+"""``relay worker``: one Worker with signals, logs and its own admin port (``/healthz``,
+``/readyz``, ``/metrics``)."""
 
 from __future__ import annotations
 
@@ -10,24 +11,31 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
 from redis.asyncio import Redis
 
-from relay.observability import WorkerMetrics
 from relay.redis_client import RedisTooOld, redis_from_settings, wait_for_version
 from relay.settings import Settings
+from relay.worker.metrics import WorkerMetrics
 from relay.worker.runtime import Handler, Worker
 
 
-async def _metrics_site(metrics: WorkerMetrics, host: str, port: int) -> web.AppRunner:
+async def _admin_site(worker: Worker, host: str, port: int) -> web.AppRunner:
     async def serve_metrics(request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        body = generate_latest(worker.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def readyz(request: web.Request) -> web.Response:
+        """Ready: set-up done, Redis answers, the group exists."""
+        reason = await worker.readiness()
+        if reason is None:
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not_ready", "reason": reason}, status=503)
+
     app = web.Application()
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -54,10 +62,11 @@ async def run_worker(
         loop.add_signal_handler(signum, stop)
     runner = None
     try:
+        # Up before Redis is: /healthz alive, /readyz "not ready" while Redis is away.
+        if metrics_port is not None:
+            runner = await _admin_site(worker, settings.host, metrics_port)
         if not await _redis_fit_or_stopped(redis, stopped):
             return
-        if metrics_port is not None:
-            runner = await _metrics_site(metrics, settings.host, metrics_port)
         await worker.run()
     finally:
         if runner is not None:
