@@ -22,7 +22,6 @@ from prometheus_client import (
     multiprocess,
 )
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from relay import __version__
 from relay.ingest.handler import IngestHandler
@@ -31,7 +30,13 @@ from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
 from relay.reconcile.metrics import ReconcileMetrics
 from relay.reconcile.reconciler import Reconciler
-from relay.redis_client import RedisTooOld, check_version, redis_from_settings, wait_for_version
+from relay.redis_client import (
+    REDIS_DOWN,
+    RedisTooOld,
+    check_version,
+    redis_from_settings,
+    wait_for_version,
+)
 from relay.registration.client import AnyFormatClient, ApiError
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.record import SecretCodec, SecretUnreadable
@@ -108,7 +113,7 @@ class Relay:
             await check_version(self.redis)
             self.version_checked = True
             await self.writer.load_script()
-        except RedisError as exc:
+        except REDIS_DOWN as exc:
             log.warning("redis_unavailable_at_start", error=type(exc).__name__)
         await self.secrets.refresh(strict=True)
 
@@ -126,7 +131,7 @@ class Relay:
             problems["signing_keys"] = "none loaded"
         try:
             await self.redis.ping()
-        except RedisError as exc:
+        except REDIS_DOWN as exc:
             problems["redis"] = type(exc).__name__
         return problems
 
