@@ -7,12 +7,8 @@ from typing import Any
 
 import click
 import orjson
-from pydantic import SecretStr
 
 from relay.cli.app import fail, load_settings, main, run_loop
-from relay.observability import configure_logging
-from relay.settings import Settings
-from relay.streams.routes import RoutesFile
 
 
 @main.command()
@@ -21,6 +17,8 @@ def run() -> None:
     settings = load_settings()
     if problems := settings.serving_problems():
         fail(problems)
+    from relay.observability import configure_logging
+
     configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1 and settings.worker_index is None:
         from relay.supervisor import supervise
@@ -36,6 +34,10 @@ def run() -> None:
 
 
 def _shown(value: Any) -> Any:
+    from pydantic import SecretStr
+
+    from relay.streams.routes import RoutesFile
+
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, SecretStr):
@@ -51,6 +53,8 @@ def _shown(value: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of lines.")
 def config(as_json: bool) -> None:
     """Print the effective configuration, secrets masked."""
+    from relay.settings import Settings
+
     settings = load_settings()
     effective: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():
