@@ -2,7 +2,9 @@
 # (`worker --stream … --group … --handler …`).
 #
 # BASE_IMAGE may be the official Python image or any Debian with python3 and python3-venv:
-# nothing here assumes where Python lives.
+# nothing here assumes where Python lives. VERSION is pyproject.toml's version (the one
+# source); the build fails when it does not match the package it builds:
+#   docker build --build-arg VERSION="$(python3 .ci/version.py)" -t anyformat-relay:<version> .
 ARG BASE_IMAGE=python:3.12-slim
 
 # --- build: wheels for the relay and everything it needs ----------------------------------
@@ -12,11 +14,13 @@ WORKDIR /src
 RUN python3 -m venv /opt/build
 COPY pyproject.toml README.md ./
 COPY relay ./relay
-RUN /opt/build/bin/pip wheel --wheel-dir /wheels .
+ARG VERSION
+RUN /opt/build/bin/pip wheel --wheel-dir /wheels . \
+    && test -f "/wheels/anyformat_relay-${VERSION:?--build-arg VERSION is required}-py3-none-any.whl"
 
 # --- runtime: the wheels installed into a venv, no compilers or build tools ---------------
 FROM ${BASE_IMAGE} AS runtime
-ARG VERSION=0.1.0
+ARG VERSION
 LABEL org.opencontainers.image.title="anyformat-relay" \
       org.opencontainers.image.description="Receives AnyFormat's signed webhooks and relays them exactly once per stream to Redis Streams" \
       org.opencontainers.image.version="${VERSION}" \
