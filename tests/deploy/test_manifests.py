@@ -186,6 +186,8 @@ def admits_egress(
             ):
                 continue
             for peer in rule.get("to", [{}]):
+                if not peer:
+                    return True  # no `to`: every destination
                 if ip is not None and "ipBlock" in peer:
                     address = ipaddress.ip_address(ip)
                     block = peer["ipBlock"]
