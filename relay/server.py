@@ -29,8 +29,11 @@ from relay.ingest.handler import IngestHandler
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
+from relay.reconcile.metrics import ReconcileMetrics
+from relay.reconcile.reconciler import Reconciler
 from relay.redis_client import redis_from_settings
 from relay.registration.client import AnyFormatClient, ApiError
+from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.record import SecretCodec, SecretUnreadable
 from relay.registration.registrar import Registrar
 from relay.settings import Settings
@@ -179,6 +182,7 @@ class RelayServer:
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
             self.tls = ReloadingContext(settings.tls_cert_file, settings.tls_key_file)
         self.registration: asyncio.Task[None] | None = None
+        self.reconciler: Reconciler | None = None
         self.public_port = 0
         self.admin_port = 0
 
@@ -195,6 +199,8 @@ class RelayServer:
             # With RELAY_WORKERS > 1 only process 0 registers; all read the record.
             self.registration = asyncio.create_task(self._register())
             self._background.append(self.registration)
+        if self.settings.reconciling and not self.settings.worker_index:
+            self._start_reconciler()
         self._public = web.ServerRunner(
             build_public_server(self.relay),
             handle_signals=False,
@@ -228,6 +234,23 @@ class RelayServer:
             signing_keys=len(self.relay.secrets.keys),
         )
 
+    def _start_reconciler(self) -> None:
+        """Heartbeat and sweeps in the background: the API never delays a delivery."""
+        relay = self.relay
+        self.reconciler = Reconciler.from_settings(
+            self.settings,
+            redis=relay.redis,
+            writer=relay.writer,
+            router=relay.router,
+            metrics=ReconcileMetrics(relay.metrics.registry),
+        )
+
+        def receiving() -> bool:
+            return bool(relay.secrets.keys) and not relay.draining
+
+        self._background.append(asyncio.create_task(self.reconciler.heartbeat(receiving)))
+        self._background.append(asyncio.create_task(self.reconciler.sweeper()))
+
     async def _sample_in_flight(self) -> None:
         while True:
             self.relay.sample_in_flight()
@@ -237,10 +260,12 @@ class RelayServer:
         """Register (or confirm) the subscription, then keep it right in the background.
 
         Runs while the listeners serve: deliveries are accepted as soon as a secret is
-        loaded, from the stored record or from this registration.
+        loaded, from the stored record or from this registration. Ends only by raising
+        what must stop the relay (see ``relay.registration.keeper``).
         """
         settings = self.settings
         assert settings.anyformat_api_key is not None and settings.public_url is not None
+        secrets = self.relay.secrets
         async with AnyFormatClient(settings.anyformat_base_url, settings.anyformat_api_key) as api:
             registrar = Registrar(
                 self.relay.redis,
@@ -248,12 +273,16 @@ class RelayServer:
                 prefix=settings.stream_prefix,
                 public_url=settings.public_url,
                 events=settings.events,
-                codec=self.relay.secrets.codec,
-                on_record=self.relay.secrets.use,
+                codec=secrets.codec,
+                on_record=secrets.use,
             )
-            record = await registrar.ensure()
-            self.relay.secrets.use(record)
-            await registrar.maintain(settings.registration_recheck_interval)
+            keeper = RegistrationKeeper(
+                registrar,
+                RegistrationMetrics(self.relay.metrics.registry),
+                can_serve=lambda: bool(secrets.keys),
+                recheck_interval=settings.registration_recheck_interval,
+            )
+            await keeper.run()
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (bounded), then release Redis."""
@@ -262,6 +291,8 @@ class RelayServer:
             await self._public.cleanup()
         await self._admin.cleanup()
         await _cancel_all(self._background)
+        if self.reconciler is not None:
+            await self.reconciler.close()
         await self.relay.redis.aclose()
         log.info("relay_stopped")
 

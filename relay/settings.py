@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     registration_recheck_interval: float = Field(
         300.0, gt=0, validation_alias="RELAY_REGISTRATION_RECHECK_INTERVAL"
     )
+    reconcile: bool = Field(True, validation_alias="RELAY_RECONCILE")
+    reconcile_interval: float = Field(3600.0, gt=0, validation_alias="RELAY_RECONCILE_INTERVAL")
+    reconcile_max_lookback: float = Field(
+        604_800.0, gt=0, validation_alias="RELAY_RECONCILE_MAX_LOOKBACK"
+    )
 
     host: str = Field("0.0.0.0", min_length=1, validation_alias="RELAY_HOST")
     port: Port = Field(8080, validation_alias="RELAY_PORT")
@@ -221,6 +226,17 @@ class Settings(BaseSettings):
                 "RELAY_PUBLIC_URL is unset (there is no registration record to read)"
             ]
         return []
+
+    @property
+    def reconcile_lookback(self) -> float:
+        """How far back any reconciliation looks: never past the dedupe memory, or an event
+        whose webhook marks have expired would be written a second time."""
+        return min(self.reconcile_max_lookback, float(self.dedupe_ttl))
+
+    @property
+    def reconciling(self) -> bool:
+        """Whether ``relay run`` reconciles: it needs the API key, so registration on."""
+        return self.reconcile and self.self_register and self.anyformat_api_key is not None
 
     @property
     def webhook_secrets(self) -> list[str]:

@@ -34,6 +34,7 @@ COMMANDS = {
     "rotate-secret": "registration",
     "webhooks": "registration",
     "generate-key": "registration",
+    "reconcile": "reconcile",
     "worker": "workers",
     "dlq": "workers",
     "stats": "workers",

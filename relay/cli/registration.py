@@ -38,6 +38,7 @@ def _with_registrar(work: Callable[[Any], Awaitable[T]]) -> T:
     from relay.observability import configure_logging
     from relay.redis_client import redis_from_settings
     from relay.registration.client import AnyFormatClient, ApiError
+    from relay.registration.lock import LockLost
     from relay.registration.record import SecretCodec, SecretUnreadable
     from relay.registration.registrar import Registrar
 
@@ -66,6 +67,10 @@ def _with_registrar(work: Callable[[Any], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except (ApiError, SecretUnreadable) as exc:
         raise click.ClickException(str(exc)) from None
+    except LockLost:
+        raise click.ClickException(
+            "another relay took the registration lock over meanwhile: run the command again"
+        ) from None
 
 
 @main.command()
@@ -121,6 +126,7 @@ def webhooks_list(as_json: bool) -> None:
 
     async def work(registrar: Any) -> list[dict[str, Any]]:
         from relay.registration.client import with_retries
+        from relay.registration.urls import same_url
 
         record = await registrar.load()
         listed = await with_retries(registrar.client.list_webhooks, what="list webhooks")
@@ -130,7 +136,7 @@ def webhooks_list(as_json: bool) -> None:
                 ours = "current"
             elif record is not None and webhook.id in record.held_ids:
                 ours = "retiring"
-            elif webhook.url == registrar.url:
+            elif same_url(webhook.url, registrar.url):
                 ours = "orphan"  # our URL, a secret we do not hold
             else:
                 ours = ""

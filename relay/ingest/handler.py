@@ -149,12 +149,10 @@ class IngestHandler:
             received_at=received_at,
             extraction_id=envelope.extraction_id,
             workflow_id=envelope.workflow_id,
+            content_mark=envelope.content_mark(),
         )
-        marks: tuple[str, ...] = ()
-        if self._secrets.rotating and (content := envelope.content_mark()):
-            marks = (message_id, content)
         try:
-            written = await self._writer.write(entry, streams, marks)
+            written = await self._writer.write(entry, streams)
         except RedisError as exc:
             self._metrics.redis_errors.inc()
             fields["error"] = type(exc).__name__

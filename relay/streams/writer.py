@@ -1,5 +1,9 @@
 """The ingest fan-out: one idempotent append covering every routed stream, in one round
-trip shared with the deliveries that arrive at the same time (see ``batch``)."""
+trip shared with the deliveries that arrive at the same time (see ``batch``).
+
+An entry is written under its dedupe marks (``marks``): its message id and, when it has one,
+its content mark. A stream that has seen either inside the window holds the event already.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,16 @@ from redis.crc import key_slot
 
 from relay.streams.append import append_command, encoded_append, load_script, run_appends
 from relay.streams.batch import AppendBatcher
+from relay.streams.marks import dedupe_marks
 
 
 @dataclass(slots=True)  # not frozen: that doubles the cost of __init__, paid per delivery
 class Entry:
-    """One stream entry as the contract defines it; every field is a string."""
+    """One stream entry as the contract defines it; every field is a string.
+
+    ``content_mark`` is not a field of the entry but the event's identity by content
+    (``relay.streams.marks.content_mark``), recorded next to it; ``None``: the id only.
+    """
 
     id: str
     event: str
@@ -23,6 +32,7 @@ class Entry:
     received_at: int
     extraction_id: str
     workflow_id: str
+    content_mark: str | None
 
     def fields(self) -> list[bytes]:
         return [
@@ -48,15 +58,11 @@ class FanoutWriter:
     async def load_script(self) -> None:
         await load_script(self._redis)
 
-    async def write(
-        self, entry: Entry, streams: Sequence[str], marks: Sequence[str] = ()
-    ) -> list[str | None]:
-        """Write ``entry`` to every stream that has not seen it; per stream, its new entry
-        id or ``None`` for "already there". Returns only once every stream holds it.
-
-        ``marks`` are the dedupe marks; the message id when empty.
-        """
-        marks = marks or (entry.id,)
+    async def write(self, entry: Entry, streams: Sequence[str]) -> list[str | None]:
+        """Write ``entry`` to every stream that has seen neither its id nor its content
+        mark; per stream, its new entry id or ``None`` for "already there". Returns only
+        once every stream holds it (and its marks)."""
+        marks = dedupe_marks(entry.id, entry.content_mark)
         if self._cluster:
             return await self._write_by_slot(entry, streams, marks)
         # A single Redis: one command for every stream, sent with the other deliveries'.
