@@ -64,10 +64,21 @@ def logs(name: str) -> str:
     return done.stdout + done.stderr
 
 
+def worker_container() -> dict[str, Any]:
+    manifest = yaml.safe_load((ROOT / "deploy/base/worker-deployment.yaml").read_text())
+    container: dict[str, Any] = manifest["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def worker_probe_paths() -> list[str]:
+    """The paths of the example Deployment's liveness and readiness probes."""
+    container = worker_container()
+    return [container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")]
+
+
 def worker_args(metrics_port: int) -> list[str]:
     """The example Deployment's arguments, on a free metrics port."""
-    manifest = yaml.safe_load((ROOT / "deploy/base/worker-deployment.yaml").read_text())
-    args: list[str] = manifest["spec"]["template"]["spec"]["containers"][0]["args"]
+    args: list[str] = worker_container()["args"]
     return [f"--metrics-port={metrics_port}" if a.startswith("--metrics-port") else a
             for a in args]  # fmt: skip
 
@@ -112,8 +123,11 @@ def main(image: str, worker_image: str, version: str) -> int:
                 g["name"].decode() == group for g in client.xinfo_groups(stream)
             )
 
+        probes = worker_probe_paths()
         check("the example worker's handler resolves and its group is created",
-              wait_for(group_exists) and wait_for(lambda: http_status(metrics, "/healthz") == 200),
+              wait_for(group_exists), logs(worker)[-2000:])  # fmt: skip
+        check(f"the example worker answers its probes ({', '.join(probes)})",
+              wait_for(lambda: all(http_status(metrics, p) == 200 for p in probes)),
               logs(worker)[-2000:])  # fmt: skip
 
         body = event_body(extraction_id="smoke-1")

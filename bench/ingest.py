@@ -1,10 +1,13 @@
 """Delivery throughput and latency, three servers measured in one run under one load.
 
     python bench/ingest.py [--rounds 3] [--paced] [--rss] [--workers] [--only abc]
+    python bench/ingest.py --replica --only acw
 
 (a) bare aiohttp (read the body, answer 200): the framework's ceiling;
 (b) the receiver a user writes by hand: FastAPI + uvicorn, standardwebhooks, SET NX + 2 XADD;
-(c) `relay run` with its default settings (logging included).
+(c) `relay run` with its default settings (logging included);
+(w) `relay run` with RELAY_REDIS_WAIT_REPLICAS=1 (needs --replica: a local replica of the
+    benchmark's Redis, attached for every server of the run, so (w)/(c) is the cost of WAIT).
 
 Load: pre-signed Standard Webhooks deliveries (unique ids, ~350-byte bodies shaped like
 AnyFormat's, fresh timestamps) replayed by wrk through bench/deliveries.lua. With two or
@@ -289,6 +292,10 @@ def start_server(name: str, redis: RedisServer, workdir: Path, **extra: str) -> 
     if name == "a":
         return Server("a", [python, "bench/servers/bare_aiohttp.py", "--uvloop"],
                       {"PORT": port}, workdir)  # fmt: skip
+    if name == "w":
+        extra = {"RELAY_REDIS_WAIT_REPLICAS": "1", **extra}
+        return Server("w", [python, "-m", "relay", "run"], relay_env(redis, **extra), workdir,
+                      ready_path="/readyz")  # fmt: skip
     if name == "b":
         return Server(
             "b",
@@ -317,14 +324,26 @@ def main() -> None:
     parser.add_argument("--paced", action="store_true", help="relay p99 at half its maximum")
     parser.add_argument("--rss", action="store_true", help="relay RSS after 100k and 1M")
     parser.add_argument("--workers", action="store_true", help="RELAY_WORKERS=2 vs 1")
+    parser.add_argument("--replica", action="store_true", help="a local replica, for (w)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is required (apt-get install wrk)")
+    if "w" in args.only and not args.replica:
+        sys.exit("bench: (w) waits for a replica: add --replica")
 
     redis = RedisServer()
     redis.start()
+    replica = None
+    if args.replica:
+        replica = RedisServer("--replicaof", "127.0.0.1", str(redis.port))
+        replica.start()
+        while redis.client().execute_command("WAIT", 1, 100) < 1:
+            pass  # WAIT itself waits: until the replica's first sync is done
     if PIN_LOAD:
-        subprocess.run(["taskset", "-pc", "1", str(redis.process.pid)], capture_output=True)  # type: ignore[union-attr]
+        for server in (redis, replica):
+            if server is not None:
+                subprocess.run(["taskset", "-pc", "1", str(server.process.pid)],  # type: ignore[union-attr]
+                               capture_output=True)  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     rounds: dict[str, list[Result]] = {name: [] for name in args.only}
     extra: list[str] = []
@@ -380,6 +399,8 @@ def main() -> None:
             ratio = median(by_count[2]).rps / median(by_count[1]).rps
             extra.append(f"RELAY_WORKERS=2 / RELAY_WORKERS=1: {ratio:.2f}")
     finally:
+        if replica is not None:
+            replica.close()
         redis.close()
         shutil.rmtree(workdir, ignore_errors=True)
     report(rounds, args)
@@ -399,7 +420,9 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
           f"{args.warmup:g} s warm-up, {args.duration:g} s measured, "
           f"median of {args.rounds} interleaved round(s)")  # fmt: skip
     names = {"a": "(a) bare aiohttp", "b": "(b) FastAPI + standardwebhooks + redis",
-             "c": "(c) relay run"}  # fmt: skip
+             "c": "(c) relay run", "w": "(w) relay run, WAIT 1 (local replica)"}  # fmt: skip
+    if args.replica:
+        print("a local replica of the benchmark's Redis is attached for every server (core 1)")
     print(f"{'server':40} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8} "
           f"{'entries':>8}  every round's req/s")  # fmt: skip
     by: dict[str, Result] = {}
@@ -418,6 +441,10 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
         print(f"ratio (c)/(a): {by['c'].rps / by['a'].rps:.2f}")
     if "b" in by and "c" in by:
         print(f"ratio (c)/(b): {by['c'].rps / by['b'].rps:.2f}")
+    if "w" in by and "c" in by:
+        print(f"ratio (w)/(c): {by['w'].rps / by['c'].rps:.2f}")
+    if "w" in by and "a" in by:
+        print(f"ratio (w)/(a): {by['w'].rps / by['a'].rps:.2f}")
 
 
 if __name__ == "__main__":

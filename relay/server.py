@@ -31,12 +31,13 @@ from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
 from relay.reconcile.metrics import ReconcileMetrics
 from relay.reconcile.reconciler import Reconciler
-from relay.redis_client import redis_from_settings
+from relay.redis_client import RedisTooOld, check_version, redis_from_settings, wait_for_version
 from relay.registration.client import AnyFormatClient, ApiError
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.record import SecretCodec, SecretUnreadable
 from relay.registration.registrar import Registrar
 from relay.settings import Settings
+from relay.streams.replication import ReplicaAck
 from relay.streams.routes import Router
 from relay.streams.writer import FanoutWriter
 from relay.tls import ReloadingContext
@@ -63,6 +64,7 @@ class Relay:
     metrics: IngestMetrics
     ingest: IngestHandler
     draining: bool = False
+    version_checked: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
@@ -81,7 +83,12 @@ class Relay:
             codec=codec,
         )
         router = Router(settings.stream_prefix, settings.routes)
-        writer = FanoutWriter(redis, maxlen=settings.stream_maxlen, dedupe_ttl=settings.dedupe_ttl)
+        ack = None
+        if settings.redis_wait_replicas:
+            ack = ReplicaAck(settings.redis_wait_replicas, settings.redis_wait_timeout)
+        writer = FanoutWriter(
+            redis, maxlen=settings.stream_maxlen, dedupe_ttl=settings.dedupe_ttl, ack=ack
+        )
         ingest = IngestHandler(
             verifier=verifier,
             secrets=secrets,
@@ -94,9 +101,12 @@ class Relay:
         return cls(settings, redis, secrets, verifier, router, writer, metrics, ingest)
 
     async def warm_up(self) -> None:
-        """Load the script and the stored secrets; Redis being down here is not fatal, a
-        stored secret the encryption key cannot read is."""
+        """Check the server's version, load the script and the stored secrets. Redis being
+        down here is not fatal (the version is checked once it answers); a server too old
+        (:class:`RedisTooOld`) or a stored secret the encryption key cannot read is."""
         try:
+            await check_version(self.redis)
+            self.version_checked = True
             await self.writer.load_script()
         except RedisError as exc:
             log.warning("redis_unavailable_at_start", error=type(exc).__name__)
@@ -182,12 +192,16 @@ class RelayServer:
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
             self.tls = ReloadingContext(settings.tls_cert_file, settings.tls_key_file)
         self.registration: asyncio.Task[None] | None = None
+        self.version_check: asyncio.Task[None] | None = None
         self.reconciler: Reconciler | None = None
         self.public_port = 0
         self.admin_port = 0
 
     async def start(self) -> None:
         await self.relay.warm_up()
+        if not self.relay.version_checked:
+            self.version_check = asyncio.create_task(self._check_version_later())
+            self._background.append(self.version_check)
         if self.relay.secrets.reads_record:
             self._background.append(
                 asyncio.create_task(self.relay.secrets.run(self.settings.secret_refresh_interval))
@@ -255,6 +269,10 @@ class RelayServer:
         while True:
             self.relay.sample_in_flight()
             await asyncio.sleep(IN_FLIGHT_SAMPLE_SECONDS)
+
+    async def _check_version_later(self) -> None:
+        """Redis did not answer at start-up: check its version once it does."""
+        await wait_for_version(self.relay.redis)
 
     async def _register(self) -> None:
         """Register (or confirm) the subscription, then keep it right in the background.
@@ -334,19 +352,37 @@ async def serve(settings: Settings) -> None:
     server = RelayServer(settings)
     try:
         await server.start()
-    except SecretUnreadable as exc:
+    except (SecretUnreadable, RedisTooOld) as exc:
         await server.relay.redis.aclose()
         raise FatalError(str(exc)) from None
     waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
     if server.registration is not None:
         waits.append(server.registration)
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    failure = _registration_failure(server.registration)
+    if server.version_check is not None:
+        waits.append(server.version_check)
+    pending = set(waits)
+    while True:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        failure = _registration_failure(server.registration) or _version_failure(
+            server.version_check
+        )
+        if failure is not None or done != {server.version_check}:
+            break  # a stop signal or a failure; a version found good lets it serve on
     log.info("relay_stopping", in_flight_limit_s=settings.shutdown_timeout)
     await server.stop()
     waits[0].cancel()
     if failure is not None:
         raise FatalError(failure)
+
+
+def _version_failure(task: asyncio.Task[None] | None) -> str | None:
+    if task is None or not task.done() or task.cancelled():
+        return None
+    exc = task.exception()
+    if exc is None:
+        return None
+    log.error("redis_version_check_failed", error=str(exc))
+    return str(exc)
 
 
 def _registration_failure(task: asyncio.Task[None] | None) -> str | None:

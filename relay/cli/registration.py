@@ -35,6 +35,8 @@ def _registration_settings() -> Settings:
 
 def _with_registrar(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(registrar)``; API errors end the command with their message, exit 1."""
+    from redis.exceptions import RedisError
+
     from relay.observability import configure_logging
     from relay.redis_client import redis_from_settings
     from relay.registration.client import AnyFormatClient, ApiError
@@ -67,6 +69,8 @@ def _with_registrar(work: Callable[[Any], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except (ApiError, SecretUnreadable) as exc:
         raise click.ClickException(str(exc)) from None
+    except RedisError as exc:  # its message may name the URL: only the kind is shown
+        raise click.ClickException(f"Redis is unreachable ({type(exc).__name__})") from None
     except LockLost:
         raise click.ClickException(
             "another relay took the registration lock over meanwhile: run the command again"

@@ -15,6 +15,7 @@ from relay.ingest.envelope import EnvelopeError, parse_envelope
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import SignatureError, Verifier
 from relay.observability import IngestMetrics, log_delivery
+from relay.streams.replication import ReplicationTimeout
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
 
@@ -153,6 +154,11 @@ class IngestHandler:
         )
         try:
             written = await self._writer.write(entry, streams)
+        except ReplicationTimeout as exc:
+            # Written (or found written) on the master, not yet on enough replicas: the
+            # re-send dedupes and waits again.
+            fields["replicas"] = exc.acknowledged
+            return self._unavailable(fields, "replication_timeout")
         except RedisError as exc:
             self._metrics.redis_errors.inc()
             fields["error"] = type(exc).__name__

@@ -20,12 +20,11 @@ from collections.abc import Callable
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from redis.exceptions import RedisClusterException, RedisError
 
 from relay.registration import client as api
 from relay.registration.client import ApiKeyRejected, ApiValidationError
 from relay.registration.lock import LockLost
-from relay.registration.registrar import Registrar
+from relay.registration.registrar import REDIS_DOWN, Registrar
 
 log = structlog.get_logger("relay.registration")
 
@@ -108,7 +107,7 @@ class RegistrationKeeper:
     async def _survive(self, exc: Exception, *, starting: bool) -> float:
         """Log and count a failed attempt, and say how long retries may wait at most;
         re-raise it when it must stop the relay."""
-        if isinstance(exc, RedisError | RedisClusterException):  # the latter: cluster not up
+        if isinstance(exc, REDIS_DOWN):
             self.metrics.failures.labels("redis_unavailable").inc()
             log.warning("registration_waiting_for_redis", error=type(exc).__name__)
             return REDIS_RETRY_CAP
@@ -141,7 +140,7 @@ class RegistrationKeeper:
             return True
         try:
             record = await self.registrar.load()
-        except RedisError:
+        except REDIS_DOWN:
             return True
         if record is None:
             return False

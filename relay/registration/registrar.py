@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from relay.registration import client as api
 from relay.registration.client import AnyFormatClient, ApiError, Webhook, with_retries
@@ -46,6 +46,9 @@ LOCK_TTL = 30.0
 WAIT_POLL = 0.25
 RETIRE_GRACE = 300.0  # seconds a replaced, still active subscription keeps being accepted
 SAVE_ATTEMPTS = 5
+# Redis unreachable: the cluster client reports a cluster it cannot reach with an exception
+# outside RedisError.
+REDIS_DOWN = (RedisError, RedisClusterException)
 
 
 class Registrar:
@@ -223,7 +226,7 @@ class Registrar:
                     await self._lock.confirm()  # lost: the new holder cleans up, not us
                 await self._save(record)
                 return
-            except RedisError as exc:
+            except REDIS_DOWN as exc:
                 failures += 1
                 log.warning(
                     "registration_save_failed", webhook_id=record.id, attempt=failures,

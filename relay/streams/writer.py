@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
@@ -16,6 +17,7 @@ from redis.crc import key_slot
 from relay.streams.append import append_command, encoded_append, load_script, run_appends
 from relay.streams.batch import AppendBatcher
 from relay.streams.marks import dedupe_marks
+from relay.streams.replication import ReplicaAck, run_confirmed_appends
 
 
 @dataclass(slots=True)  # not frozen: that doubles the cost of __init__, paid per delivery
@@ -46,11 +48,17 @@ class Entry:
 
 
 class FanoutWriter:
-    def __init__(self, redis: Redis, *, maxlen: int, dedupe_ttl: int) -> None:
+    """``ack``: answer only once that many replicas hold the write (``WAIT``); the
+    duplicate's answer too, so that a re-send confirms the first attempt's entries."""
+
+    def __init__(
+        self, redis: Redis, *, maxlen: int, dedupe_ttl: int, ack: ReplicaAck | None = None
+    ) -> None:
         self._redis = redis
         # Checked once: isinstance against the cluster client's protocol bases is slow.
         self._cluster = isinstance(redis, RedisCluster)
-        self.batcher = AppendBatcher(redis)
+        self._ack = ack
+        self.batcher = AppendBatcher(redis, ack)
         self._maxlen = maxlen
         self._window_ms = dedupe_ttl * 1000
         self._limits = (b"%d" % self._window_ms, b"%d" % maxlen)
@@ -73,7 +81,7 @@ class FanoutWriter:
         self, entry: Entry, streams: Sequence[str], marks: Sequence[str]
     ) -> list[str | None]:
         """One command per hash slot (a script touches one slot), in one cluster pipeline:
-        one round trip per node."""
+        one round trip per node (with its ``WAIT`` when replicas must confirm)."""
         slots: dict[int, list[int]] = {}
         for index, stream in enumerate(streams):
             slots.setdefault(key_slot(stream.encode()), []).append(index)
@@ -83,8 +91,14 @@ class FanoutWriter:
                            window_ms=self._window_ms, maxlen=self._maxlen)
             for group in groups
         ]  # fmt: skip
+        if self._ack is None:
+            replies = await run_appends(self._redis, commands)
+        else:
+            cluster = cast(RedisCluster, self._redis)
+            slot_streams = [streams[group[0]] for group in groups]
+            replies = await run_confirmed_appends(cluster, commands, slot_streams, self._ack)
         written: list[str | None] = [None] * len(streams)
-        for group, reply in zip(groups, await run_appends(self._redis, commands), strict=True):
+        for group, reply in zip(groups, replies, strict=True):
             for index, entry_id in zip(group, reply, strict=True):
                 written[index] = entry_id
         return written

@@ -31,13 +31,21 @@ class Event:
     # deliveries failed (the payload then has the webhook's shape, built from the run).
     source: str = "webhook"
     fields: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    # What the worker's lifespan yielded: shared resources (an HTTP session, a pool).
+    state: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 def decode_fields(raw: Mapping[bytes, bytes]) -> dict[str, bytes]:
     return {key.decode(errors="replace"): value for key, value in raw.items()}
 
 
-def parse_entry(stream: str, entry_id: str, fields: Mapping[str, bytes], attempt: int) -> Event:
+def parse_entry(
+    stream: str,
+    entry_id: str,
+    fields: Mapping[str, bytes],
+    attempt: int,
+    state: Mapping[str, Any] | None = None,
+) -> Event:
     missing = [name for name in REQUIRED_FIELDS if name not in fields]
     if missing:
         raise MalformedEntry(f"entry lacks field(s): {', '.join(missing)}")
@@ -63,4 +71,5 @@ def parse_entry(stream: str, entry_id: str, fields: Mapping[str, bytes], attempt
         workflow_id=text["workflow_id"],
         source=text["source"] or "webhook",
         fields=dict(fields),
+        state=state if state is not None else {},
     )

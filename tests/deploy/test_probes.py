@@ -109,8 +109,6 @@ def test_the_example_worker_serves_its_probes(prod: list[dict[str, Any]], redis_
     try:
         wait_answering(worker, free, "/healthz")
         answers = {(kind, path): status(free, path) for kind, path, _ in found}
-        if answers[("readinessProbe", "/readyz")] == 404 and list(answers.values()).count(200) == 1:
-            pytest.xfail("the worker's /readyz is not served yet (being added beside /metrics)")
         assert all(code == 200 for code in answers.values()), answers
     finally:
         worker.kill()

@@ -4,6 +4,7 @@ fake API: never a duplicate, never down while the relay could serve."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections import Counter
@@ -267,3 +268,25 @@ async def test_a_paused_holder_whose_lock_was_taken_over_stops_before_its_next_c
     await asyncio.to_thread(process.wait_until, "/readyz", 60)
     assert len(fake_api.created()) == 1 and len(fake_api.for_url(PUBLIC_URL)) == 1
     assert process.terminate() == 0
+
+
+def test_relay_register_without_redis_is_a_clear_error(fake_api: FakeAnyFormat) -> None:
+    import subprocess
+    import sys
+
+    nowhere = RedisServer()  # never started: nothing listens on its port
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "RELAY_REDIS_URL": f"redis://:redis-pass-31337@127.0.0.1:{nowhere.port}/0",
+        "ANYFORMAT_API_KEY": API_KEY,
+        "ANYFORMAT_BASE_URL": fake_api.url,
+        "RELAY_PUBLIC_URL": PUBLIC_URL,
+    }
+    result = subprocess.run([sys.executable, "-m", "relay", "register"], env=env, cwd="/",
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    nowhere.close()
+    assert result.returncode == 1
+    assert "Redis is unreachable (ConnectionError)" in result.stderr
+    assert "redis-pass-31337" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and fake_api.calls == []

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from relay.registration.client import AnyFormatClient, ApiKeyRejected, ApiValidationError
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.record import RegistrationRecord
 from tests.registration.conftest import registrar
 from tests.support.fake_anyformat import FakeAnyFormat
+from tests.support.redis_server import free_port
 
 
 def keeper(
@@ -91,3 +93,25 @@ async def until(condition: Callable[[], bool], within: float = 10) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition never met"
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+async def test_unreachable_redis_is_waited_for_never_fatal(
+    api_client: AnyFormatClient, fake_api: FakeAnyFormat, cluster: bool
+) -> None:
+    """Nothing listens at the URL (a single Redis, or a Redis Cluster not up yet: its client
+    raises outside RedisError): the keeper keeps retrying and calls no API."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    client = (
+        cast(Redis, RedisCluster.from_url(url, socket_connect_timeout=1))
+        if cluster
+        else Redis.from_url(url, socket_connect_timeout=1)
+    )
+    registry, seen = CollectorRegistry(), []
+    kept = keeper(client, api_client, registry, seen)
+    task = asyncio.create_task(kept.run())
+    failures = "relay_registration_failures_total"
+    await until(lambda: (metric(registry, failures, reason="redis_unavailable") or 0) >= 2)
+    assert not task.done() and fake_api.calls == [] and seen == []
+    task.cancel()
+    await client.aclose()
