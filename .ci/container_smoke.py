@@ -87,6 +87,18 @@ def option(args: list[str], name: str) -> str:
     return next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))
 
 
+# Prints a digest of the relay package's source files (.py, .lua) where it is installed.
+SOURCE_DIGEST = """
+import hashlib, pathlib, relay
+root = pathlib.Path(relay.__file__).parent
+files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".lua"))
+digest = hashlib.sha256()
+for path in files:
+    digest.update(str(path.relative_to(root)).encode() + b"\\0" + path.read_bytes())
+print(digest.hexdigest())
+"""
+
+
 def main(image: str, worker_image: str, version: str) -> int:
     redis = RedisServer()
     redis.start()
@@ -99,6 +111,13 @@ def main(image: str, worker_image: str, version: str) -> int:
         check("the version label and relay --version are pyproject's version",
               label.strip() == version and shown.strip() == f"relay, version {version}",
               f"label {label.strip()!r}, relay --version {shown.strip()!r}")  # fmt: skip
+
+        local = subprocess.run([sys.executable, "-c", SOURCE_DIGEST], cwd=ROOT, env={},
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        inside = podman("run", "--rm", "--entrypoint", "python3", image, "-c", SOURCE_DIGEST,
+                        check=False)  # fmt: skip
+        check("the image runs this checkout's relay/ (no stale cached layer)",
+              inside.stdout == local, f"{inside.stdout.strip()} != {local.strip()}")  # fmt: skip
 
         podman(
             "run", "-d", "--name", name, "--network", "host",
