@@ -34,8 +34,10 @@ def run() -> None:
 
 
 def _shown(value: Any) -> Any:
+    """A setting as ``relay config`` prints it: secrets and the passwords of URLs masked."""
     from pydantic import SecretStr
 
+    from relay.settings import mask_url
     from relay.streams.routes import RoutesFile
 
     if isinstance(value, bool):
@@ -45,7 +47,9 @@ def _shown(value: Any) -> Any:
     if isinstance(value, RoutesFile):
         return value.path
     if isinstance(value, list):
-        return ",".join(str(item) for item in value)
+        return ",".join(mask_url(str(item)) for item in value)
+    if isinstance(value, str):
+        return mask_url(value)
     return value
 
 

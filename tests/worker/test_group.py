@@ -54,12 +54,18 @@ async def test_a_group_that_vanishes_before_anything_was_read_is_recreated_at_0(
 
 
 async def test_readiness_says_why_not(client: Redis, start_worker: StartWorker) -> None:
-    async def handler(event: Event) -> None:
-        pass
+    await publish(client)
 
-    running = await start_worker(handler)
-    assert running.worker.phase == "starting" or await running.worker.readiness() is None
-    await eventually(lambda: _ready(running.worker))
+    async def handler(event: Event) -> None:
+        raise ConnectionError("downstream down")
+
+    # Paused by the outage (threshold 1), the worker neither reads nor takes over, so
+    # nothing recreates the group behind the readiness check's back.
+    running = await start_worker(handler, outage_threshold=1, outage_probe_interval=60)
+    assert await running.worker.readiness() is None
+    await eventually(lambda: asyncio.sleep(0, running.worker.breaker.is_open))
+    await client.xgroup_destroy(STREAM, GROUP)
+    assert await running.worker.readiness() == "group_missing"
     await running.stop()
     assert await running.worker.readiness() == "stopped"
 
