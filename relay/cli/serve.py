@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from relay.cli.app import fail, load_settings, main, run_loop
 from relay.observability import configure_logging
-from relay.settings import Settings
+from relay.settings import Settings, mask_url
 from relay.streams.routes import RoutesFile
 
 
@@ -36,6 +36,7 @@ def run() -> None:
 
 
 def _shown(value: Any) -> Any:
+    """A setting as ``relay config`` prints it: secrets and the passwords of URLs masked."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, SecretStr):
@@ -43,7 +44,9 @@ def _shown(value: Any) -> Any:
     if isinstance(value, RoutesFile):
         return value.path
     if isinstance(value, list):
-        return ",".join(str(item) for item in value)
+        return ",".join(mask_url(str(item)) for item in value)
+    if isinstance(value, str):
+        return mask_url(value)
     return value
 
 

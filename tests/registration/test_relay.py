@@ -18,7 +18,7 @@ from tests.conftest import StartRelay
 from tests.registration.conftest import EVENTS, PUBLIC_URL
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.process import RelayProcess
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, free_port
 from tests.support.signing import event_body, sign
 
 PATH = "/webhooks/anyformat"
@@ -99,6 +99,31 @@ async def test_without_a_secret_deliveries_and_readiness_wait_for_registration(
         assert response.status == 503
     await ready(http, server)  # the failures run out, registration completes
     assert await deliver(http, server, only_secret(fake_api)) == (200, "accepted")
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+async def test_redis_unreachable_at_start_up_is_not_fatal(
+    start_relay: StartRelay, fake_api: FakeAnyFormat, http: aiohttp.ClientSession, cluster: bool
+) -> None:
+    """Nothing listens at the Redis URL (a Redis Cluster client fails outside RedisError):
+    the relay starts, answers 503 and is not ready, and registration waits for Redis."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    server = await start_relay(url, RELAY_REDIS_CLUSTER=cluster, **registering(fake_api))
+    async with http.get(f"http://127.0.0.1:{server.admin_port}/readyz") as response:
+        assert response.status == 503
+        assert "redis" in await response.json()
+    body = event_body()
+    status, _ = await deliver(http, server, "whsec_" + "A" * 44, body)
+    assert status == 503
+    registry = server.relay.metrics.registry
+    deadline = asyncio.get_running_loop().time() + 10
+    while not registry.get_sample_value(
+        "relay_registration_failures_total", {"reason": "redis_unavailable"}
+    ):  # registration has tried, failed on Redis, and lives on to retry
+        assert asyncio.get_running_loop().time() < deadline, "registration never tried"
+        await asyncio.sleep(0.02)
+    assert server.registration is not None and not server.registration.done()
+    assert fake_api.calls == []
 
 
 async def test_rotation_overlap_accepts_both_secrets_and_writes_one_entry(
