@@ -6,9 +6,12 @@ from typing import Any
 import aiohttp
 import pytest
 import redis
+from redis.asyncio import Redis
 
 from relay.server import RelayServer
 from relay.settings import Settings
+from tests.support.fake_anyformat import FakeAnyFormat
+from tests.support.process import RelayProcess
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 from tests.support.signing import SECRET
@@ -32,6 +35,14 @@ def redis_url(shared_redis: RedisServer) -> str:
 @pytest.fixture
 def redis_sync(shared_redis: RedisServer, redis_url: str) -> redis.Redis:
     return shared_redis.client()
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Redis]:
+    """An asyncio client on the shared, freshly flushed database."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +102,33 @@ async def start_relay() -> AsyncIterator[StartRelay]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeAnyFormat]:
+    """The fake AnyFormat API, on a free port."""
+    api = FakeAnyFormat().start()
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[RelayProcess]]:
+    """``relay run`` processes the test starts (appends here); killed afterwards."""
+    started: list[RelayProcess] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+@pytest.fixture
+def say(
+    capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> Callable[[str], None]:
+    """Print past the capture: figures (failovers, counts) belong in CI's output."""
+
+    def emit(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n[{request.node.name}] {line}")
+
+    return emit

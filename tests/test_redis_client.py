@@ -6,27 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from relay.redis_client import RedisTooOld, SentinelMaster, check_version, redis_from_settings
-from relay.settings import Settings, describe_errors
 from relay.worker.process import _run_on_a_fit_redis
 from relay.worker.runtime import Worker
 from tests.support.redis_server import RedisServer, free_port
-from tests.support.signing import SECRET
-
-BASE = {"RELAY_REGISTER": "false", "RELAY_WEBHOOK_SECRET": SECRET}
-
-
-def settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **{**BASE, **values})
-
-
-def problems(**values: Any) -> list[str]:
-    with pytest.raises(ValidationError) as caught:
-        settings(**values)
-    return describe_errors(caught.value)
+from tests.support.settings import problems, settings
 
 
 def test_the_contract_defaults() -> None:

@@ -12,19 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from relay.settings import Settings, describe_errors, mask_url
+from tests.support.settings import BASE, problems, settings
 from tests.support.signing import SECRET
-
-BASE = {"RELAY_REGISTER": "false", "RELAY_WEBHOOK_SECRET": SECRET}
-
-
-def settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **{**BASE, **values})
-
-
-def problems(**values: Any) -> list[str]:
-    with pytest.raises(ValidationError) as caught:
-        settings(**values)
-    return describe_errors(caught.value)
 
 
 def test_defaults_follow_the_contract() -> None:

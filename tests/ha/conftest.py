@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,16 +15,3 @@ def sentinels() -> Iterator[RedisSentinelSet]:
     deployment = RedisSentinelSet(sentinel_password=SENTINEL_PASSWORD).start()
     yield deployment
     deployment.close()
-
-
-@pytest.fixture
-def say(
-    capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
-) -> Callable[[str], None]:
-    """Print past the capture: the figures of every failover belong in CI's output."""
-
-    def emit(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[{request.node.name}] {line}")
-
-    return emit

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -14,45 +13,21 @@ from relay.reconcile.sweep import Sweep
 from relay.streams.routes import Router
 from relay.streams.writer import FanoutWriter
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
+from tests.support.registering import record_backoff
 
 EVENTS = ["extraction.completed", "extraction.failed"]
-
-
-@pytest.fixture
-def fake_api() -> Iterator[FakeAnyFormat]:
-    api = FakeAnyFormat().start()
-    yield api
-    api.close()
 
 
 @pytest.fixture(autouse=True)
 def recorded_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The waits the API client asks for (Retry-After, backoff), recorded, not slept."""
-    import asyncio
-
-    from relay.registration import client as client_module
-
-    waits: list[float] = []
-
-    async def recorded_sleep(delay: float) -> None:
-        waits.append(delay)
-        await asyncio.sleep(0)
-
-    monkeypatch.setattr(client_module, "backoff_sleep", recorded_sleep)
-    return waits
+    return record_backoff(monkeypatch)
 
 
 @pytest.fixture
 async def runs_api(fake_api: FakeAnyFormat) -> AsyncIterator[RunsApi]:
     async with RunsApi(fake_api.url, SecretStr(API_KEY), total_timeout=5) as api:
         yield api
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -95,14 +70,3 @@ class Organisation:
 @pytest.fixture
 def org(fake_api: FakeAnyFormat) -> Organisation:
     return Organisation(fake_api)
-
-
-@pytest.fixture
-def say(capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> Any:
-    """Print past the capture: figures belong in the test output."""
-
-    def emit(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[{request.node.name}] {line}")
-
-    return emit

@@ -12,32 +12,17 @@ import aiohttp
 import redis
 
 from relay.server import RelayServer
-from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.http import relay_metrics
+from tests.support.registering import PATH, registering
+from tests.support.registering import PUBLIC_URL as PUBLIC_URL
+from tests.support.registering import only_secret as only_secret
 from tests.support.signing import sign
 
-PUBLIC_URL = "https://relay.example.test/webhooks/anyformat"
-PATH = "/webhooks/anyformat"
 STATE = "anyformat:reconcile"
 T = TypeVar("T")
 
-
-def reconciling(fake_api: FakeAnyFormat, **extra: object) -> dict[str, object]:
-    """A relay registering with the fake API, hence reconciling through it."""
-    return {
-        "RELAY_REGISTER": True,
-        "RELAY_WEBHOOK_SECRET": None,
-        "ANYFORMAT_API_KEY": API_KEY,
-        "ANYFORMAT_BASE_URL": fake_api.url,
-        "RELAY_PUBLIC_URL": PUBLIC_URL,
-        "RELAY_SECRET_REFRESH_INTERVAL": 0.1,
-        **extra,
-    }
-
-
-def only_secret(fake_api: FakeAnyFormat) -> str:
-    [webhook] = fake_api.for_url(PUBLIC_URL)
-    return fake_api.secrets[webhook["id"]]
+# A relay registering with the fake API reconciles through it.
+reconciling = registering
 
 
 def webhook_body(run_id: str, workflow_id: str, status: str) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -32,28 +31,11 @@ from tests.reconcile.relays import (
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
+from tests.support.registering import process_env
 
 MINUTE = 60.0
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed",
            "anyformat:events:extraction.failed")  # fmt: skip
-
-
-@pytest.fixture
-def processes() -> Iterator[list[RelayProcess]]:
-    started: list[RelayProcess] = []
-    yield started
-    for process in started:
-        process.kill()
-
-
-def env_for(server: RedisServer, fake_api: FakeAnyFormat) -> dict[str, str]:
-    return {
-        "RELAY_REDIS_URL": server.url,
-        "ANYFORMAT_API_KEY": API_KEY,
-        "ANYFORMAT_BASE_URL": fake_api.url,
-        "RELAY_PUBLIC_URL": PUBLIC_URL,
-        "RELAY_SECRET_REFRESH_INTERVAL": "0.1",
-    }
 
 
 def relay_reconcile(env: dict[str, str], *args: str) -> str:
@@ -92,7 +74,7 @@ async def test_events_finished_while_the_relays_were_down_are_recovered_once(
     http: aiohttp.ClientSession,
 ) -> None:
     client = own_redis.client()
-    env = env_for(own_redis, fake_api)
+    env = process_env(own_redis, fake_api, RELAY_SECRET_REFRESH_INTERVAL="0.1")
     first = RelayProcess(env).start()
     processes.append(first)
     secret = only_secret(fake_api)
@@ -158,7 +140,7 @@ def test_relay_reconcile_dry_run_writes_nothing_and_a_second_run_nothing_new(
     own_redis: RedisServer, fake_api: FakeAnyFormat, org: Organisation
 ) -> None:
     client = own_redis.client()
-    env = env_for(own_redis, fake_api)
+    env = process_env(own_redis, fake_api, RELAY_SECRET_REFRESH_INTERVAL="0.1")
     workflow = org.workflow()
     done = org.finished(workflow, "processed", seconds_ago=90 * MINUTE)
     failed = org.finished(workflow, "error", seconds_ago=30 * MINUTE)

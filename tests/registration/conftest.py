@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import SecretStr
@@ -9,16 +9,9 @@ from redis.asyncio import Redis
 from relay.registration.client import AnyFormatClient
 from relay.registration.registrar import Registrar
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
+from tests.support.registering import PUBLIC_URL, record_backoff
 
-PUBLIC_URL = "https://relay.example.test/webhooks/anyformat"
 EVENTS = ["extraction.completed", "extraction.failed"]
-
-
-@pytest.fixture
-def fake_api() -> Iterator[FakeAnyFormat]:
-    api = FakeAnyFormat().start()
-    yield api
-    api.close()
 
 
 @pytest.fixture
@@ -27,28 +20,10 @@ async def api_client(fake_api: FakeAnyFormat) -> AsyncIterator[AnyFormatClient]:
         yield client
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the waits the client asks for instead of sleeping through them."""
-    import asyncio
-
-    from relay.registration import client as client_module
-
-    waits: list[float] = []
-
-    async def recorded_sleep(delay: float) -> None:
-        waits.append(delay)
-        await asyncio.sleep(0)
-
-    monkeypatch.setattr(client_module, "backoff_sleep", recorded_sleep)
-    return waits
+    return record_backoff(monkeypatch)
 
 
 def registrar(client: Redis, api: AnyFormatClient, **options: object) -> Registrar:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -15,25 +14,12 @@ from cryptography.fernet import Fernet
 from relay.registration.record import load_record
 from relay.server import RelayServer
 from tests.conftest import StartRelay
-from tests.registration.conftest import EVENTS, PUBLIC_URL
+from tests.registration.conftest import EVENTS
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.registering import PATH, PUBLIC_URL, only_secret, process_env, registering
 from tests.support.signing import event_body, sign
-
-PATH = "/webhooks/anyformat"
-
-
-def registering(fake_api: FakeAnyFormat, **extra: object) -> dict[str, object]:
-    return {
-        "RELAY_REGISTER": True,
-        "RELAY_WEBHOOK_SECRET": None,
-        "ANYFORMAT_API_KEY": API_KEY,
-        "ANYFORMAT_BASE_URL": fake_api.url,
-        "RELAY_PUBLIC_URL": PUBLIC_URL,
-        "RELAY_SECRET_REFRESH_INTERVAL": 0.1,
-        **extra,
-    }
 
 
 async def deliver(
@@ -55,11 +41,6 @@ async def ready(http: aiohttp.ClientSession, server: RelayServer, within: float 
                 return
         await asyncio.sleep(0.05)
     raise AssertionError("relay never became ready")
-
-
-def only_secret(fake_api: FakeAnyFormat) -> str:
-    [webhook] = fake_api.for_url(PUBLIC_URL)
-    return fake_api.secrets[webhook["id"]]
 
 
 async def test_twenty_restarts_make_one_subscription_and_each_accepts_deliveries(
@@ -171,30 +152,12 @@ async def test_rotation_overlap_accepts_both_secrets_and_writes_one_entry(
 # --- real processes -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def processes() -> Iterator[list[RelayProcess]]:
-    started: list[RelayProcess] = []
-    yield started
-    for process in started:
-        process.kill()
-
-
-def env_for(server: RedisServer, fake_api: FakeAnyFormat, **extra: str) -> dict[str, str]:
-    return {
-        "RELAY_REDIS_URL": server.url,
-        "ANYFORMAT_API_KEY": API_KEY,
-        "ANYFORMAT_BASE_URL": fake_api.url,
-        "RELAY_PUBLIC_URL": PUBLIC_URL,
-        **extra,
-    }
-
-
 @pytest.mark.process
 async def test_five_replicas_started_at_once_make_one_create_call(
     own_redis: RedisServer, fake_api: FakeAnyFormat, processes: list[RelayProcess]
 ) -> None:
     fake_api.delay = 0.1
-    processes += [RelayProcess(env_for(own_redis, fake_api)) for _ in range(5)]
+    processes += [RelayProcess(process_env(own_redis, fake_api)) for _ in range(5)]
     for process in processes:
         process.start(wait_ready=False)
     for process in processes:
@@ -227,7 +190,7 @@ def test_a_rejected_api_key_stops_the_relay_with_a_clear_message(
     own_redis: RedisServer, fake_api: FakeAnyFormat
 ) -> None:
     code, output = run_to_exit(
-        RelayProcess(env_for(own_redis, fake_api, ANYFORMAT_API_KEY="afk_revoked_998877"))
+        RelayProcess(process_env(own_redis, fake_api, ANYFORMAT_API_KEY="afk_revoked_998877"))
     )
     assert code == 1
     assert "relay: AnyFormat rejected ANYFORMAT_API_KEY (HTTP 401)" in output
@@ -238,7 +201,7 @@ def test_a_rejected_api_key_stops_the_relay_with_a_clear_message(
 def test_a_refused_registration_stops_the_relay_with_the_apis_detail(
     own_redis: RedisServer, fake_api: FakeAnyFormat
 ) -> None:
-    env = env_for(own_redis, fake_api, RELAY_EVENTS="extraction.completed,extraction.exploded")
+    env = process_env(own_redis, fake_api, RELAY_EVENTS="extraction.completed,extraction.exploded")
     code, output = run_to_exit(RelayProcess(env))
     assert code == 1 and "body.events: Unknown event: extraction.exploded" in output
 
@@ -247,7 +210,7 @@ def test_a_refused_registration_stops_the_relay_with_the_apis_detail(
 def test_an_http_public_url_is_refused_before_any_call(
     own_redis: RedisServer, fake_api: FakeAnyFormat
 ) -> None:
-    env = env_for(own_redis, fake_api, RELAY_PUBLIC_URL="http://relay.example.test/hook")
+    env = process_env(own_redis, fake_api, RELAY_PUBLIC_URL="http://relay.example.test/hook")
     code, output = run_to_exit(RelayProcess(env))
     assert code == 2 and "RELAY_PUBLIC_URL: must be an https:// URL" in output
     assert fake_api.calls == []
@@ -266,7 +229,7 @@ async def test_encryption_at_rest_and_a_wrong_key_is_a_start_up_error(
     own_redis: RedisServer, fake_api: FakeAnyFormat, processes: list[RelayProcess]
 ) -> None:
     key = Fernet.generate_key().decode()
-    first = RelayProcess(env_for(own_redis, fake_api, RELAY_SECRET_ENCRYPTION_KEY=key))
+    first = RelayProcess(process_env(own_redis, fake_api, RELAY_SECRET_ENCRYPTION_KEY=key))
     processes.append(first)
     first.start()
     assert first.terminate() == 0
@@ -276,7 +239,7 @@ async def test_encryption_at_rest_and_a_wrong_key_is_a_start_up_error(
 
     wrong = Fernet.generate_key().decode()
     code, output = run_to_exit(
-        RelayProcess(env_for(own_redis, fake_api, RELAY_SECRET_ENCRYPTION_KEY=wrong))
+        RelayProcess(process_env(own_redis, fake_api, RELAY_SECRET_ENCRYPTION_KEY=wrong))
     )
     assert code == 1
     assert "RELAY_SECRET_ENCRYPTION_KEY does not decrypt the stored webhook secret" in output
@@ -292,7 +255,7 @@ def test_cli_register_list_unregister(own_redis: RedisServer, fake_api: FakeAnyF
     foreign = fake_api.add("https://someone-else.example.test/h")
     # PYTHONPATH passed on: the commands run this checkout's code, not an installed copy.
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-           **env_for(own_redis, fake_api)}  # fmt: skip
+           **process_env(own_redis, fake_api)}  # fmt: skip
 
     def relay(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "relay", *args], env=env, cwd="/",

@@ -9,7 +9,14 @@ from redis.asyncio import Redis
 
 from relay.streams.keys import dedupe_key
 from relay.worker import Event, RetryPolicy
-from relay.worker.deadletter import dead_letter, list_dead, purge, replay, replay_marks_key
+from relay.worker.deadletter import (
+    DeadLetter,
+    dead_letter,
+    list_dead,
+    purge,
+    replay,
+    replay_marks_key,
+)
 from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
 
 DLQ = f"{STREAM}:dlq"
@@ -19,6 +26,26 @@ async def read_one(client: Redis) -> tuple[str, dict[str, bytes]]:
     await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     [[_, [(entry_id, fields)]]] = await client.xreadgroup(GROUP, "c", {STREAM: ">"}, count=1)
     return entry_id.decode(), {k.decode(): v for k, v in fields.items()}
+
+
+async def replay_cut_before_the_removal(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, bytes], DeadLetter]:
+    """Dead-letter one published entry and replay it, the connection lost before the XDEL
+    that removes it from the DLQ; the entry's fields and its dead letter."""
+    await publish(client)
+    entry_id, fields = await read_one(client)
+    await dead_letter(client, STREAM, GROUP, entry_id, fields, error="boom", attempts=5)
+    [letter] = await list_dead(client, STREAM, 10)
+
+    async def connection_lost(*args: object) -> None:
+        raise ConnectionError("connection lost before XDEL")
+
+    monkeypatch.setattr(client, "xdel", connection_lost)
+    with pytest.raises(ConnectionError):
+        await replay(client, STREAM, letter.dlq_id)
+    monkeypatch.undo()
+    return fields, letter
 
 
 async def test_a_move_interrupted_before_the_ack_is_finished_not_doubled(client: Redis) -> None:
@@ -66,18 +93,7 @@ async def test_replay_puts_the_entry_back_once_and_empties_the_dlq(
 async def test_a_replay_interrupted_before_the_removal_is_finished_not_doubled(
     client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await publish(client)
-    entry_id, fields = await read_one(client)
-    await dead_letter(client, STREAM, GROUP, entry_id, fields, error="boom", attempts=5)
-    [letter] = await list_dead(client, STREAM, 10)
-
-    async def connection_lost(*args: object) -> None:
-        raise ConnectionError("connection lost before XDEL")
-
-    monkeypatch.setattr(client, "xdel", connection_lost)
-    with pytest.raises(ConnectionError):
-        await replay(client, STREAM, letter.dlq_id)
-    monkeypatch.undo()
+    _, letter = await replay_cut_before_the_removal(client, monkeypatch)
     assert await client.xlen(STREAM) == 2 and await client.xlen(DLQ) == 1
 
     assert await replay(client, STREAM, letter.dlq_id) == "finished"
@@ -104,18 +120,7 @@ async def test_replay_marks_outlive_the_ingest_dedupe_window(
     """A replay interrupted before the DLQ removal, finished after RELAY_DEDUPE_TTL has
     expired the stream's dedupe set, still appends nothing twice: its mark has its own key,
     kept 30 days."""
-    await publish(client)
-    entry_id, fields = await read_one(client)
-    await dead_letter(client, STREAM, GROUP, entry_id, fields, error="boom", attempts=5)
-    [letter] = await list_dead(client, STREAM, 10)
-
-    async def connection_lost(*args: object) -> None:
-        raise ConnectionError("connection lost before XDEL")
-
-    monkeypatch.setattr(client, "xdel", connection_lost)
-    with pytest.raises(ConnectionError):
-        await replay(client, STREAM, letter.dlq_id)
-    monkeypatch.undo()
+    fields, letter = await replay_cut_before_the_removal(client, monkeypatch)
 
     # The ingest window passes: its dedupe set expires, and later deliveries trim it.
     await client.delete(dedupe_key(STREAM))
