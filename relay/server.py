@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -34,7 +34,9 @@ from relay.registration.client import AnyFormatClient, ApiError
 from relay.registration.record import SecretCodec, SecretUnreadable
 from relay.registration.registrar import Registrar
 from relay.settings import Settings
+from relay.streams.health import StreamHealthCollector, StreamHealthMonitor
 from relay.streams.routes import Router
+from relay.streams.trim import Retention, Trimmer
 from relay.streams.writer import FanoutWriter
 from relay.tls import ReloadingContext
 
@@ -60,6 +62,7 @@ class Relay:
     metrics: IngestMetrics
     ingest: IngestHandler
     draining: bool = False
+    health: StreamHealthCollector = field(default_factory=StreamHealthCollector)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
@@ -78,7 +81,7 @@ class Relay:
             codec=codec,
         )
         router = Router(settings.stream_prefix, settings.routes)
-        writer = FanoutWriter(redis, maxlen=settings.stream_maxlen, dedupe_ttl=settings.dedupe_ttl)
+        writer = FanoutWriter(redis, dedupe_ttl=settings.dedupe_ttl)
         ingest = IngestHandler(
             verifier=verifier,
             secrets=secrets,
@@ -88,7 +91,14 @@ class Relay:
             max_body_bytes=settings.max_body_bytes,
             max_in_flight=settings.max_in_flight,
         )
-        return cls(settings, redis, secrets, verifier, router, writer, metrics, ingest)
+        relay = cls(settings, redis, secrets, verifier, router, writer, metrics, ingest)
+        metrics.registry.register(relay.health)
+        metrics.build_info.labels(__version__).set(1)
+        return relay
+
+    def streams(self) -> list[str]:
+        """The streams the routes can write: trimmed, and reported on in /metrics."""
+        return self.router.known_streams(self.settings.events)
 
     async def warm_up(self) -> None:
         """Load the script and the stored secrets; Redis being down here is not fatal, a
@@ -102,8 +112,9 @@ class Relay:
     def sample_in_flight(self) -> None:
         """Copy the number of deliveries in flight to its gauge: done on each scrape and
         once a second (other processes' scrapes read it with RELAY_WORKERS > 1), which is
-        cheaper than two gauge updates per delivery."""
+        cheaper than two gauge updates per delivery. The signing keys ride along."""
         self.metrics.in_flight.set(self.ingest.in_flight)
+        self.metrics.signing_keys.set(len(self.secrets.keys))
 
     async def readiness(self) -> dict[str, str]:
         problems = {}
@@ -152,6 +163,7 @@ def build_admin_app(relay: Relay) -> web.Application:
         if multiprocess_metrics():  # RELAY_WORKERS > 1: the sum over every process
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(relay.health)  # sampled by this process, not in the shared files
             body = generate_latest(registry)
         else:
             body = generate_latest(relay.metrics.registry)
@@ -179,6 +191,14 @@ class RelayServer:
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
             self.tls = ReloadingContext(settings.tls_cert_file, settings.tls_key_file)
         self.registration: asyncio.Task[None] | None = None
+        retention = Retention(
+            settings.stream_maxlen, settings.stream_max_age, settings.stream_hard_maxlen
+        )
+        self.trimmer = Trimmer(
+            self.relay.redis, retention, self.relay.streams,
+            dropped=self.relay.metrics.dropped_unread,
+        )  # fmt: skip
+        self.health = StreamHealthMonitor(self.relay.redis, self.relay.streams, self.relay.health)
         self.public_port = 0
         self.admin_port = 0
 
@@ -191,6 +211,8 @@ class RelayServer:
         if self.tls is not None:
             self._background.append(asyncio.create_task(self.tls.watch()))
         self._background.append(asyncio.create_task(self._sample_in_flight()))
+        self._background.append(asyncio.create_task(self.trimmer.run()))
+        self._background.append(asyncio.create_task(self.health.run()))
         if self.settings.self_register and not self.settings.worker_index:
             # With RELAY_WORKERS > 1 only process 0 registers; all read the record.
             self.registration = asyncio.create_task(self._register())

@@ -160,10 +160,8 @@ def dlq_replay(stream: str, ids: tuple[str, ...], replay_all: bool) -> None:
         targets = list(ids)
         if replay_all:
             targets = [letter.dlq_id for letter in await list_dead(redis, stream, 1_000_000)]
-        return [
-            (dlq_id, await replay(redis, stream, dlq_id, maxlen=settings.stream_maxlen))
-            for dlq_id in targets
-        ]
+        # maxlen=0: a replay never trims; the relay's trimmer spares what groups still need.
+        return [(dlq_id, await replay(redis, stream, dlq_id, maxlen=0)) for dlq_id in targets]
 
     results = with_redis(settings, work)
     for dlq_id, outcome in results:

@@ -3,7 +3,8 @@
 --
 -- KEYS     pairs: a stream, then its dedupe set (member = dedupe mark, score = ms written)
 -- ARGV[1]  dedupe window in milliseconds
--- ARGV[2]  approximate MAXLEN of the streams
+-- ARGV[2]  approximate MAXLEN of the streams; 0: no trimming here (the ingest streams are
+--          trimmed by relay/streams/trim.lua, which spares what consumer groups still need)
 -- ARGV[3]  n, the number of dedupe marks that follow
 -- ARGV[4 .. 3+n]  dedupe marks (the message id, plus any content marks)
 -- ARGV[4+n ..]    the entry's field/value pairs
@@ -35,8 +36,12 @@ for k = 1, #KEYS, 2 do
   if seen then
     written[#written + 1] = false
   else
-    written[#written + 1] = redis.call(
-      'XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, last_mark + 1))
+    if ARGV[2] == '0' then
+      written[#written + 1] = redis.call('XADD', stream, '*', unpack(ARGV, last_mark + 1))
+    else
+      written[#written + 1] = redis.call(
+        'XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, last_mark + 1))
+    end
     for i = 4, last_mark do
       redis.call('ZADD', marks, now, ARGV[i])
     end
