@@ -1,27 +1,32 @@
 """Stream health on ``/metrics``: length, per-group lag, pending and oldest pending age, DLQ
 length and dedupe set size, for every stream the routes can write.
 
-Sampled from Redis in the background (at most every 15 s) in two pipelined round trips
-whatever the number of streams and groups, and served from the last sample: a scrape never
+Sampled from Redis in the background (at most every 15 s) in one pipelined round trip
+whatever the number of streams and groups (one script call per stream), and served from the
+last sample: a scrape never
 waits on Redis. A failed sample clears the figures rather than serving stale ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 
 import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from relay.streams.keys import dedupe_key
 
 INTERVAL_SECONDS = 15.0
+SCRIPT = files("relay.streams").joinpath("health.lua").read_bytes()
+SHA = hashlib.sha1(SCRIPT, usedforsecurity=False).hexdigest()
 
 
 def dlq_stream(stream: str) -> str:
@@ -52,70 +57,54 @@ def _text(value: Any) -> str:
 
 
 async def sample(redis: Redis, streams: Sequence[str]) -> list[StreamHealth]:
-    """One sample of every stream: one pipeline for lengths and groups, one for the oldest
-    pending entry of each group that has any."""
+    """One sample of every stream: one pipelined round trip (per node on a cluster) of one
+    script call and one DLQ length per stream."""
     now_seconds, now_micros = await redis.time()
     now_ms = int(now_seconds) * 1000 + int(now_micros) // 1000
+    replies = await _round_trip(redis, streams)
+    if any(isinstance(reply, NoScriptError) for reply in replies):
+        await redis.script_load(SCRIPT)  # Redis lost its scripts (restart, failover)
+        replies = await _round_trip(redis, streams)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return [
+        _stream_health(stream, figures, int(dlq_length), now_ms)
+        for stream, figures, dlq_length in zip(streams, replies[::2], replies[1::2], strict=True)
+    ]
+
+
+async def _round_trip(redis: Redis, streams: Sequence[str]) -> list[Any]:
     async with redis.pipeline(transaction=False) as pipe:
         for stream in streams:
-            pipe.xlen(stream)
-            pipe.xinfo_groups(stream)
+            # execute_command: redis-py refuses pipe.evalsha() on a cluster; the keys
+            # (one slot) route it all the same.
+            pipe.execute_command("EVALSHA", SHA, 2, stream, dedupe_key(stream))
             pipe.xlen(dlq_stream(stream))
-            pipe.zcard(dedupe_key(stream))
-        replies = await pipe.execute(raise_on_error=False)
-    rows = []
-    for index, stream in enumerate(streams):
-        length, groups, dlq_length, dedupe_ids = replies[4 * index : 4 * index + 4]
-        for reply in (length, dlq_length, dedupe_ids):
-            if isinstance(reply, Exception):
-                raise reply
-        if isinstance(groups, ResponseError):  # no such stream yet: no groups
-            groups = []
-        elif isinstance(groups, Exception):
-            raise groups
-        rows.append((stream, int(length), int(dlq_length), int(dedupe_ids), groups))
-    oldest = await _oldest_pending(redis, rows)
-    return [
-        StreamHealth(
-            stream=stream,
-            length=length,
-            dlq_length=dlq_length,
-            dedupe_ids=dedupe_ids,
-            groups=tuple(
-                GroupHealth(
-                    name=_text(group["name"]),
-                    lag=None if group.get("lag") is None else int(group["lag"]),
-                    pending=int(group["pending"]),
-                    oldest_pending_seconds=_age(oldest.get((stream, _text(group["name"]))), now_ms),
-                )
-                for group in groups
-            ),
-        )
-        for stream, length, dlq_length, dedupe_ids, groups in rows
-    ]
+        return list(await pipe.execute(raise_on_error=False))
 
 
-async def _oldest_pending(
-    redis: Redis, rows: list[tuple[str, int, int, int, Any]]
-) -> dict[tuple[str, str], str]:
-    wanted = [
-        (stream, _text(group["name"]))
-        for stream, *_, groups in rows
-        for group in groups
-        if int(group["pending"])
-    ]
-    if not wanted:
-        return {}
-    async with redis.pipeline(transaction=False) as pipe:
-        for stream, group in wanted:
-            pipe.xpending_range(stream, group, min="-", max="+", count=1)
-        replies = await pipe.execute()
-    found = zip(wanted, replies, strict=True)
-    return {key: _text(reply[0]["message_id"]) for key, reply in found if reply}
+def _stream_health(stream: str, figures: list[Any], dlq_length: int, now_ms: int) -> StreamHealth:
+    length, dedupe_ids, *groups = figures
+    return StreamHealth(
+        stream=stream,
+        length=int(length),
+        dlq_length=dlq_length,
+        dedupe_ids=int(dedupe_ids),
+        groups=tuple(
+            GroupHealth(
+                name=_text(name),
+                lag=int(lag) if lag else None,
+                pending=int(pending),
+                oldest_pending_seconds=_age(_text(oldest), now_ms),
+            )
+            for name, lag, pending, oldest in zip(*[iter(groups)] * 4, strict=True)
+        ),
+    )
 
 
-def _age(entry_id: str | None, now_ms: int) -> float:
-    if entry_id is None:
+def _age(entry_id: str, now_ms: int) -> float:
+    if not entry_id:
         return 0.0
     return max(0, now_ms - int(entry_id.split("-", 1)[0])) / 1000
 
