@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
+import time
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -14,6 +15,23 @@ from tests.support.redis_server import RedisServer
 from tests.support.signing import SECRET, event_body, sign
 
 pytestmark = pytest.mark.process
+
+
+async def poll(check: Callable[[], bool], within: float = 15) -> bool:
+    """Whether ``check`` came true within ``within`` seconds (polled, not slept on)."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+def started_pids(relay: RelayProcess) -> set[str]:
+    """Pids of the serving processes that logged ``relay_started`` (a line may be half
+    written while we read, so no JSON parsing here)."""
+    lines = [line for line in relay.output().splitlines() if '"msg":"relay_started"' in line]
+    return {match[1] for line in lines if (match := re.search(r'"pid":(\d+)', line))}
 
 
 async def test_two_processes_serve_share_metrics_and_stop_cleanly(own_redis: RedisServer) -> None:
@@ -27,6 +45,8 @@ async def test_two_processes_serve_share_metrics_and_stop_cleanly(own_redis: Red
     )
     relay.start()
     try:
+        # /readyz answers once one process listens; wait until both do, or all 40 go to one.
+        assert await poll(lambda: len(started_pids(relay)) == 2), relay.output()[-2000:]
         for _ in range(40):
             # A new connection each time: the kernel spreads them over both processes.
             async with aiohttp.ClientSession() as http:
@@ -34,19 +54,20 @@ async def test_two_processes_serve_share_metrics_and_stop_cleanly(own_redis: Red
                 url = f"{relay.url}/webhooks/anyformat"
                 async with http.post(url, data=body, headers=sign(body)) as response:
                     assert response.status == 200
-        await asyncio.sleep(0.2)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{relay.admin_port}/metrics") as r,
-        ):
-            metrics = await r.text()
-        received = re.search(r"^relay_deliveries_received_total (\S+)$", metrics, re.M)
+        # Both processes count into shared files: poll until the sum says 40, no guessing.
+        deadline = time.monotonic() + 10
+        while True:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{relay.admin_port}/metrics") as r,
+            ):
+                metrics = await r.text()
+            received = re.search(r"^relay_deliveries_received_total (\S+)$", metrics, re.M)
+            if (received and float(received[1]) == 40.0) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
         assert received is not None and float(received[1]) == 40.0, metrics[:2000]
         assert own_redis.client().xlen("anyformat:events") == 40
-        started = [
-            json.loads(line) for line in relay.output().splitlines() if "relay_started" in line
-        ]
-        assert len({line["pid"] for line in started}) == 2
     finally:
         code = relay.terminate()
     assert code == 0

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
@@ -18,16 +19,35 @@ ROOT = str(Path(__file__).resolve().parents[2])
 STREAM, GROUP = "anyformat:events", "chaos"
 
 
-def worker(server: RedisServer) -> RelayProcess:
+def worker(server: RedisServer, consumer: str) -> RelayProcess:
     return RelayProcess(
         {"RELAY_REDIS_URL": server.url, "TEST_REDIS_URL": server.url,
          "RELAY_LOG_LEVEL": "warning", "HANDLER_SECONDS": "0.1"},
         "worker", "--stream", STREAM, "--group", GROUP, "--handler",
         "tests.support.handlers:chaos", "--start-id", "0", "--concurrency", "8",
         "--max-attempts", "3", "--backoff-base", "0.05", "--backoff-max", "0.2",
-        "--claim-idle", "1",
+        "--claim-idle", "1", "--consumer", consumer,
         cwd=ROOT,
     )  # fmt: skip
+
+
+def holding(client: redis.Redis, consumer: str) -> int:
+    """Entries pending on ``consumer`` now (0 before the group exists)."""
+    try:
+        summary = client.xpending(STREAM, GROUP)
+    except redis.ResponseError:  # NOGROUP: no worker has created the group yet
+        return 0
+    counts = {item["name"].decode(): int(item["pending"]) for item in summary["consumers"]}
+    return counts.get(consumer, 0)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
 
 
 def test_workers_killed_under_load(own_redis: RedisServer, say: Callable[[str], None]) -> None:
@@ -43,24 +63,31 @@ def test_workers_killed_under_load(own_redis: RedisServer, say: Callable[[str], 
         ids.append(client.xadd(STREAM, fields).decode())
     poison = {entry for n, entry in enumerate(ids) if n % 50 == 7}
 
-    steady, victim = worker(own_redis), worker(own_redis)
-    steady.start(wait_ready=False)
+    steady = worker(own_redis, "steady")
+    victims = [worker(own_redis, f"victim-{n}") for n in range(3)]
     kills = 0
     try:
-        for _ in range(3):
+        for n, victim in enumerate(victims):
             victim.start(wait_ready=False)
-            time.sleep(0.7)
-            victim.kill()  # SIGKILL mid-work: its pending entries wait for takeover
+            # SIGKILL mid-work, once it holds entries: they wait for a takeover.
+            wait_for(lambda: holding(client, f"victim-{n}") > 0)  # noqa: B023
+            victim.kill()
             kills += 1
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            pending = client.xpending(STREAM, GROUP)["pending"]
-            if pending == 0 and client.xlen(f"{STREAM}:dlq") == len(poison):
-                break
-            time.sleep(0.2)
+        # The survivor starts last, so every victim finds a backlog to take from however
+        # slowly this machine starts processes; it takes over what the victims held.
+        steady.start(wait_ready=False)
+        wait_for(
+            lambda: (
+                client.xpending(STREAM, GROUP)["pending"] == 0
+                and client.xlen(f"{STREAM}:dlq") == len(poison)
+            ),
+            timeout=60,
+        )
     finally:
-        victim.kill()
-        assert steady.terminate() == 0
+        for victim in victims:
+            victim.kill()
+        if steady.process is not None:
+            assert steady.terminate() == 0
 
     handled = [json.loads(item) for item in client.lrange("handled", 0, -1)]
     handled_entries = {item["entry_id"] for item in handled}
