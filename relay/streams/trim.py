@@ -25,9 +25,13 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from relay.streams.keys import trim_marks_key
+
 SCRIPT = files("relay.streams").joinpath("trim.lua").read_text()
 INTERVAL_SECONDS = 5.0  # with the default settings a stream shrinks back within ~10 s
-SCAN_BUDGET = 2000  # entries one script call looks at: bounds how long it holds Redis
+# Entries one script call may scan when no mark tells where MAXLEN cuts (a stream over its
+# target before its first marks): bounds how long one call holds Redis (a few ms).
+SCAN_BUDGET = 500
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,13 @@ class Trimmer:
         self._budget = budget
 
     async def trim(self, stream: str) -> Trimmed:
-        """Trim one stream; each script call is bounded by the scan budget, and calls go on
-        until the targets are met (a group that just caught up frees millions at once)."""
+        """Trim one stream; a call that ran out of scan budget is followed by another until
+        the targets are met."""
         removed = dropped = 0
         while True:
-            reply = await self._script(keys=[stream], args=[*self._args, self._budget])
+            reply = await self._script(
+                keys=[stream, trim_marks_key(stream)], args=[*self._args, self._budget]
+            )
             removed += int(reply[0])
             dropped += int(reply[1])
             if not int(reply[2]):

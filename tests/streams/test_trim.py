@@ -122,6 +122,47 @@ async def test_a_long_catch_up_is_trimmed_in_bounded_steps_until_the_target(
     assert await ids(client) == written[4500:]
 
 
+async def test_marks_left_by_earlier_passes_cut_without_a_scan_and_respect_the_floor(
+    client: Redis,
+) -> None:
+    """A group keeping up always holds its newest entries pending; the cut then comes from
+    the position marks of earlier passes (one pass's entries above the target at most)."""
+    await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    trim = trimmer(client, 100)
+    written = await fill(client, 200)
+    await trim.trim(STREAM)  # the first pass marks position 200
+    written += await fill(client, 200)
+    await read(client, 400)
+    await client.xack(STREAM, GROUP, *written[:150])  # the floor: entry 150
+    await trim.trim(STREAM)
+    assert await ids(client) == written[150:]
+    await client.xack(STREAM, GROUP, *written[150:390])  # the newest 10 still pending
+    result = await trim.trim(STREAM)
+    assert result.floor == written[390]
+    assert await ids(client) == written[200:]  # up to the mark at 200; the target is 100
+    await client.xack(STREAM, GROUP, *written[390:])  # all acknowledged: exactly the target
+    await trim.trim(STREAM)
+    assert await ids(client) == written[300:]
+
+
+async def test_a_big_removal_is_split_into_calls_that_each_hold_redis_briefly(
+    client: Redis,
+) -> None:
+    await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    written = await fill(client, 6000)
+    await client.xgroup_setid(STREAM, GROUP, "$")  # the group caught up at once
+    calls_before = await evalsha_calls(client)
+    result = await trimmer(client, 10, budget=10).trim(STREAM)  # <= 1000 removed a call
+    assert result.removed == 5990
+    assert await ids(client) == written[5990:]
+    assert await evalsha_calls(client) - calls_before >= 6
+
+
+async def evalsha_calls(client: Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
 async def test_max_age_trims_old_entries_with_the_same_protection(client: Redis) -> None:
     await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     now_ms = int(time.time() * 1000)
