@@ -5,7 +5,9 @@ consumer group still needs.
 trim, and a background trimmer in every relay process runs ``trim.lua`` on each stream
 every few seconds. The script works out the floor (the lowest id a group has not read, or
 has read and not acknowledged) and trims only below it, in one atomic step, so a group
-created or moved meanwhile is always seen. Trimmers of several processes and replicas may
+created or moved meanwhile is always seen. Where MAXLEN cuts comes from position marks the
+script keeps beside the stream (no scan), and big removals go in bounded chunks, so no call
+holds Redis for more than a few milliseconds. Trimmers of several processes and replicas may
 overlap: each call is atomic, and the second finds nothing left to do.
 
 Only the hard cap (``RELAY_STREAM_HARD_MAXLEN``) removes entries at or above the floor; each
@@ -32,6 +34,9 @@ INTERVAL_SECONDS = 5.0  # with the default settings a stream shrinks back within
 # Entries one script call may scan when no mark tells where MAXLEN cuts (a stream over its
 # target before its first marks): bounds how long one call holds Redis (a few ms).
 SCAN_BUDGET = 500
+# Calls per stream and pass at most (each removes up to 20 x SCAN_BUDGET entries): a
+# backstop, far above what any catch-up needs.
+MAX_CALLS = 10_000
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,10 @@ class Trimmer:
         self._budget = budget
 
     async def trim(self, stream: str) -> Trimmed:
-        """Trim one stream; a call that ran out of scan budget is followed by another until
-        the targets are met."""
+        """Trim one stream; a call that ran out of budget (scan or removal) is followed by
+        another until the targets are met."""
         removed = dropped = 0
-        while True:
+        for _ in range(MAX_CALLS):
             reply = await self._script(
                 keys=[stream, trim_marks_key(stream)], args=[*self._args, self._budget]
             )
