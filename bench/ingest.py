@@ -2,10 +2,13 @@
 
     python bench/ingest.py [--rounds 3] [--paced] [--rss] [--workers] [--only abc]
                            [--before DIR] [--trim-target N]
+    python bench/ingest.py --replica --only acw
 
 (a) bare aiohttp (read the body, answer 200): the framework's ceiling;
 (b) the receiver a user writes by hand: FastAPI + uvicorn, standardwebhooks, SET NX + 2 XADD;
 (c) `relay run` with its default settings (logging included);
+(w) `relay run` with RELAY_REDIS_WAIT_REPLICAS=1 (needs --replica: a local replica of the
+    benchmark's Redis, attached for every server of the run, so (w)/(c) is the cost of WAIT).
 (0) with ``--before DIR``: `relay run` from another source tree (e.g. ``git archive main``
     unpacked in DIR), interleaved with the others: a change's before/after in one run.
 
@@ -331,6 +334,10 @@ def start_server(name: str, redis: RedisServer, workdir: Path, **extra: str) -> 
     if name == "a":
         return Server("a", [python, "bench/servers/bare_aiohttp.py", "--uvloop"],
                       {"PORT": port}, workdir)  # fmt: skip
+    if name == "w":
+        extra = {"RELAY_REDIS_WAIT_REPLICAS": "1", **extra}
+        return Server("w", [python, "-m", "relay", "run"], relay_env(redis, **extra), workdir,
+                      ready_path="/readyz")  # fmt: skip
     if name == "b":
         return Server(
             "b",
@@ -363,6 +370,7 @@ def main() -> None:
     parser.add_argument(
         "--trim-target", type=int, default=0, help="RELAY_STREAM_MAXLEN, a group keeping up"
     )
+    parser.add_argument("--replica", action="store_true", help="a local replica, for (w)")
     args = parser.parse_args()
     if args.before:
         BEFORE[0] = args.before.resolve()
@@ -370,11 +378,22 @@ def main() -> None:
     TRIM_TARGET[0] = args.trim_target
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is required (apt-get install wrk)")
+    if "w" in args.only and not args.replica:
+        sys.exit("bench: (w) waits for a replica: add --replica")
 
     redis = RedisServer()
     redis.start()
+    replica = None
+    if args.replica:
+        replica = RedisServer("--replicaof", "127.0.0.1", str(redis.port))
+        replica.start()
+        while redis.client().execute_command("WAIT", 1, 100) < 1:
+            pass  # WAIT itself waits: until the replica's first sync is done
     if PIN_LOAD:
-        subprocess.run(["taskset", "-pc", "1", str(redis.process.pid)], capture_output=True)  # type: ignore[union-attr]
+        for server in (redis, replica):
+            if server is not None:
+                subprocess.run(["taskset", "-pc", "1", str(server.process.pid)],  # type: ignore[union-attr]
+                               capture_output=True)  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     rounds: dict[str, list[Result]] = {name: [] for name in args.only}
     keep_up = KeepUp(redis) if args.trim_target else None
@@ -436,6 +455,8 @@ def main() -> None:
         if keep_up is not None:
             keep_up.stopped.set()
             keep_up.join()
+        if replica is not None:
+            replica.close()
         redis.close()
         shutil.rmtree(workdir, ignore_errors=True)
     report(rounds, args)
@@ -455,7 +476,10 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
           f"{args.warmup:g} s warm-up, {args.duration:g} s measured, "
           f"median of {args.rounds} interleaved round(s)")  # fmt: skip
     names = {"a": "(a) bare aiohttp", "b": "(b) FastAPI + standardwebhooks + redis",
-             "c": "(c) relay run", "0": f"(0) relay run from {BEFORE[0]}"}  # fmt: skip
+             "c": "(c) relay run", "w": "(w) relay run, WAIT 1 (local replica)",
+             "0": f"(0) relay run from {BEFORE[0]}"}  # fmt: skip
+    if args.replica:
+        print("a local replica of the benchmark's Redis is attached for every server (core 1)")
     print(f"{'server':40} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8} "
           f"{'entries':>8}  every round's req/s")  # fmt: skip
     by: dict[str, Result] = {}
@@ -480,6 +504,10 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
         print(f"ratio (c)/(0): {by['c'].rps / by['0'].rps:.2f}  (after / before)")
     if TRIM_TARGET[0]:
         print(f"both relays with RELAY_STREAM_MAXLEN={TRIM_TARGET[0]} and a group keeping up")
+    if "w" in by and "c" in by:
+        print(f"ratio (w)/(c): {by['w'].rps / by['c'].rps:.2f}")
+    if "w" in by and "a" in by:
+        print(f"ratio (w)/(a): {by['w'].rps / by['a'].rps:.2f}")
 
 
 if __name__ == "__main__":

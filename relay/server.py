@@ -29,12 +29,16 @@ from relay.ingest.handler import IngestHandler
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
-from relay.redis_client import redis_from_settings
+from relay.reconcile.metrics import ReconcileMetrics
+from relay.reconcile.reconciler import Reconciler
+from relay.redis_client import RedisTooOld, check_version, redis_from_settings, wait_for_version
 from relay.registration.client import AnyFormatClient, ApiError
+from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.record import SecretCodec, SecretUnreadable
 from relay.registration.registrar import Registrar
 from relay.settings import Settings
 from relay.streams.health import StreamHealthCollector, StreamHealthMonitor
+from relay.streams.replication import ReplicaAck
 from relay.streams.routes import Router
 from relay.streams.trim import Retention, Trimmer
 from relay.streams.writer import FanoutWriter
@@ -63,6 +67,7 @@ class Relay:
     ingest: IngestHandler
     draining: bool = False
     health: StreamHealthCollector = field(default_factory=StreamHealthCollector)
+    version_checked: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
@@ -81,7 +86,10 @@ class Relay:
             codec=codec,
         )
         router = Router(settings.stream_prefix, settings.routes)
-        writer = FanoutWriter(redis, dedupe_ttl=settings.dedupe_ttl)
+        ack = None
+        if settings.redis_wait_replicas:
+            ack = ReplicaAck(settings.redis_wait_replicas, settings.redis_wait_timeout)
+        writer = FanoutWriter(redis, dedupe_ttl=settings.dedupe_ttl, ack=ack)
         ingest = IngestHandler(
             verifier=verifier,
             secrets=secrets,
@@ -101,9 +109,12 @@ class Relay:
         return self.router.known_streams(self.settings.events)
 
     async def warm_up(self) -> None:
-        """Load the script and the stored secrets; Redis being down here is not fatal, a
-        stored secret the encryption key cannot read is."""
+        """Check the server's version, load the script and the stored secrets. Redis being
+        down here is not fatal (the version is checked once it answers); a server too old
+        (:class:`RedisTooOld`) or a stored secret the encryption key cannot read is."""
         try:
+            await check_version(self.redis)
+            self.version_checked = True
             await self.writer.load_script()
         except RedisError as exc:
             log.warning("redis_unavailable_at_start", error=type(exc).__name__)
@@ -199,11 +210,16 @@ class RelayServer:
             dropped=self.relay.metrics.dropped_unread,
         )  # fmt: skip
         self.health = StreamHealthMonitor(self.relay.redis, self.relay.streams, self.relay.health)
+        self.version_check: asyncio.Task[None] | None = None
+        self.reconciler: Reconciler | None = None
         self.public_port = 0
         self.admin_port = 0
 
     async def start(self) -> None:
         await self.relay.warm_up()
+        if not self.relay.version_checked:
+            self.version_check = asyncio.create_task(self._check_version_later())
+            self._background.append(self.version_check)
         if self.relay.secrets.reads_record:
             self._background.append(
                 asyncio.create_task(self.relay.secrets.run(self.settings.secret_refresh_interval))
@@ -217,6 +233,8 @@ class RelayServer:
             # With RELAY_WORKERS > 1 only process 0 registers; all read the record.
             self.registration = asyncio.create_task(self._register())
             self._background.append(self.registration)
+        if self.settings.reconciling and not self.settings.worker_index:
+            self._start_reconciler()
         self._public = web.ServerRunner(
             build_public_server(self.relay),
             handle_signals=False,
@@ -250,19 +268,42 @@ class RelayServer:
             signing_keys=len(self.relay.secrets.keys),
         )
 
+    def _start_reconciler(self) -> None:
+        """Heartbeat and sweeps in the background: the API never delays a delivery."""
+        relay = self.relay
+        self.reconciler = Reconciler.from_settings(
+            self.settings,
+            redis=relay.redis,
+            writer=relay.writer,
+            router=relay.router,
+            metrics=ReconcileMetrics(relay.metrics.registry),
+        )
+
+        def receiving() -> bool:
+            return bool(relay.secrets.keys) and not relay.draining
+
+        self._background.append(asyncio.create_task(self.reconciler.heartbeat(receiving)))
+        self._background.append(asyncio.create_task(self.reconciler.sweeper()))
+
     async def _sample_in_flight(self) -> None:
         while True:
             self.relay.sample_in_flight()
             await asyncio.sleep(IN_FLIGHT_SAMPLE_SECONDS)
 
+    async def _check_version_later(self) -> None:
+        """Redis did not answer at start-up: check its version once it does."""
+        await wait_for_version(self.relay.redis)
+
     async def _register(self) -> None:
         """Register (or confirm) the subscription, then keep it right in the background.
 
         Runs while the listeners serve: deliveries are accepted as soon as a secret is
-        loaded, from the stored record or from this registration.
+        loaded, from the stored record or from this registration. Ends only by raising
+        what must stop the relay (see ``relay.registration.keeper``).
         """
         settings = self.settings
         assert settings.anyformat_api_key is not None and settings.public_url is not None
+        secrets = self.relay.secrets
         async with AnyFormatClient(settings.anyformat_base_url, settings.anyformat_api_key) as api:
             registrar = Registrar(
                 self.relay.redis,
@@ -270,12 +311,16 @@ class RelayServer:
                 prefix=settings.stream_prefix,
                 public_url=settings.public_url,
                 events=settings.events,
-                codec=self.relay.secrets.codec,
-                on_record=self.relay.secrets.use,
+                codec=secrets.codec,
+                on_record=secrets.use,
             )
-            record = await registrar.ensure()
-            self.relay.secrets.use(record)
-            await registrar.maintain(settings.registration_recheck_interval)
+            keeper = RegistrationKeeper(
+                registrar,
+                RegistrationMetrics(self.relay.metrics.registry),
+                can_serve=lambda: bool(secrets.keys),
+                recheck_interval=settings.registration_recheck_interval,
+            )
+            await keeper.run()
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (bounded), then release Redis."""
@@ -284,6 +329,8 @@ class RelayServer:
             await self._public.cleanup()
         await self._admin.cleanup()
         await _cancel_all(self._background)
+        if self.reconciler is not None:
+            await self.reconciler.close()
         await self.relay.redis.aclose()
         log.info("relay_stopped")
 
@@ -325,19 +372,37 @@ async def serve(settings: Settings) -> None:
     server = RelayServer(settings)
     try:
         await server.start()
-    except SecretUnreadable as exc:
+    except (SecretUnreadable, RedisTooOld) as exc:
         await server.relay.redis.aclose()
         raise FatalError(str(exc)) from None
     waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
     if server.registration is not None:
         waits.append(server.registration)
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    failure = _registration_failure(server.registration)
+    if server.version_check is not None:
+        waits.append(server.version_check)
+    pending = set(waits)
+    while True:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        failure = _registration_failure(server.registration) or _version_failure(
+            server.version_check
+        )
+        if failure is not None or done != {server.version_check}:
+            break  # a stop signal or a failure; a version found good lets it serve on
     log.info("relay_stopping", in_flight_limit_s=settings.shutdown_timeout)
     await server.stop()
     waits[0].cancel()
     if failure is not None:
         raise FatalError(failure)
+
+
+def _version_failure(task: asyncio.Task[None] | None) -> str | None:
+    if task is None or not task.done() or task.cancelled():
+        return None
+    exc = task.exception()
+    if exc is None:
+        return None
+    log.error("redis_version_check_failed", error=str(exc))
+    return str(exc)
 
 
 def _registration_failure(task: asyncio.Task[None] | None) -> str | None:

@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://localhost:6379/0", validation_alias="RELAY_REDIS_URL")
     redis_cluster: bool = Field(False, validation_alias="RELAY_REDIS_CLUSTER")
     redis_timeout: float = Field(5.0, gt=0, validation_alias="RELAY_REDIS_TIMEOUT")
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="RELAY_REDIS_SENTINELS"
+    )
+    redis_sentinel_master: str = Field(
+        "mymaster", min_length=1, validation_alias="RELAY_REDIS_SENTINEL_MASTER"
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, validation_alias="RELAY_REDIS_SENTINEL_PASSWORD"
+    )
+    redis_wait_replicas: int = Field(0, ge=0, validation_alias="RELAY_REDIS_WAIT_REPLICAS")
+    # Milliseconds, as WAIT takes them; 0 would make WAIT block forever.
+    redis_wait_timeout: int = Field(1000, ge=1, validation_alias="RELAY_REDIS_WAIT_TIMEOUT")
 
     public_url: str | None = Field(None, validation_alias="RELAY_PUBLIC_URL")
     anyformat_api_key: SecretStr | None = Field(None, validation_alias="ANYFORMAT_API_KEY")
@@ -83,6 +95,11 @@ class Settings(BaseSettings):
     )
     registration_recheck_interval: float = Field(
         300.0, gt=0, validation_alias="RELAY_REGISTRATION_RECHECK_INTERVAL"
+    )
+    reconcile: bool = Field(True, validation_alias="RELAY_RECONCILE")
+    reconcile_interval: float = Field(3600.0, gt=0, validation_alias="RELAY_RECONCILE_INTERVAL")
+    reconcile_max_lookback: float = Field(
+        604_800.0, gt=0, validation_alias="RELAY_RECONCILE_MAX_LOOKBACK"
     )
 
     host: str = Field("0.0.0.0", min_length=1, validation_alias="RELAY_HOST")
@@ -114,7 +131,7 @@ class Settings(BaseSettings):
     )
     log_format: Literal["json", "console"] = Field("json", validation_alias="RELAY_LOG_FORMAT")
 
-    @field_validator("events", mode="before")
+    @field_validator("events", "redis_sentinels", mode="before")
     @classmethod
     def _events_from_csv(cls, value: Any) -> Any:
         return _split_commas(value)
@@ -130,6 +147,13 @@ class Settings(BaseSettings):
         scheme = urlsplit(value).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            sentinel_address(address)
         return value
 
     @field_validator("public_url")
@@ -202,6 +226,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RELAY_STREAM_HARD_MAXLEN must be 0 (off) or at least RELAY_STREAM_MAXLEN"
             )
+        if self.redis_sentinels and self.redis_cluster:
+            raise ValueError("RELAY_REDIS_SENTINELS and RELAY_REDIS_CLUSTER exclude each other")
+        if self.redis_sentinels and urlsplit(self.redis_url).scheme == "unix":
+            raise ValueError("RELAY_REDIS_SENTINELS needs a redis:// or rediss:// RELAY_REDIS_URL")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("RELAY_TLS_CERT_FILE and RELAY_TLS_KEY_FILE go together")
         if self.signature_scheme == "standard":
@@ -231,6 +259,17 @@ class Settings(BaseSettings):
         return []
 
     @property
+    def reconcile_lookback(self) -> float:
+        """How far back any reconciliation looks: never past the dedupe memory, or an event
+        whose webhook marks have expired would be written a second time."""
+        return min(self.reconcile_max_lookback, float(self.dedupe_ttl))
+
+    @property
+    def reconciling(self) -> bool:
+        """Whether ``relay run`` reconciles: it needs the API key, so registration on."""
+        return self.reconcile and self.self_register and self.anyformat_api_key is not None
+
+    @property
     def webhook_secrets(self) -> list[str]:
         if self.webhook_secret is None:
             return []
@@ -247,6 +286,15 @@ class Settings(BaseSettings):
         return DEFAULT_WEBHOOK_PATH
 
 
+def sentinel_address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) of one Sentinel."""
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not host:port")
+    return host, int(port)
+
+
 def check_https_url(value: str) -> None:
     """The provider accepts only absolute https URLs with a host, at most 2083 characters."""
     if len(value) > MAX_URL_LENGTH:
@@ -259,7 +307,12 @@ def check_https_url(value: str) -> None:
 
 
 SECRET_FIELDS = frozenset(
-    {"ANYFORMAT_API_KEY", "RELAY_WEBHOOK_SECRET", "RELAY_SECRET_ENCRYPTION_KEY"}
+    {
+        "ANYFORMAT_API_KEY",
+        "RELAY_WEBHOOK_SECRET",
+        "RELAY_SECRET_ENCRYPTION_KEY",
+        "RELAY_REDIS_SENTINEL_PASSWORD",
+    }
 )
 
 

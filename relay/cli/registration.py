@@ -34,8 +34,11 @@ def _registration_settings() -> Settings:
 
 def _with_registrar(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(registrar)``; API errors end the command with their message, exit 1."""
+    from redis.exceptions import RedisError
+
     from relay.redis_client import redis_from_settings
     from relay.registration.client import AnyFormatClient, ApiError
+    from relay.registration.lock import LockLost
     from relay.registration.record import SecretCodec, SecretUnreadable
     from relay.registration.registrar import Registrar
 
@@ -64,6 +67,12 @@ def _with_registrar(work: Callable[[Any], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except (ApiError, SecretUnreadable) as exc:
         raise click.ClickException(str(exc)) from None
+    except RedisError as exc:  # its message may name the URL: only the kind is shown
+        raise click.ClickException(f"Redis is unreachable ({type(exc).__name__})") from None
+    except LockLost:
+        raise click.ClickException(
+            "another relay took the registration lock over meanwhile: run the command again"
+        ) from None
 
 
 @main.command()
@@ -119,6 +128,7 @@ def webhooks_list(as_json: bool) -> None:
 
     async def work(registrar: Any) -> list[dict[str, Any]]:
         from relay.registration.client import with_retries
+        from relay.registration.urls import same_url
 
         record = await registrar.load()
         listed = await with_retries(registrar.client.list_webhooks, what="list webhooks")
@@ -128,7 +138,7 @@ def webhooks_list(as_json: bool) -> None:
                 ours = "current"
             elif record is not None and webhook.id in record.held_ids:
                 ours = "retiring"
-            elif webhook.url == registrar.url:
+            elif same_url(webhook.url, registrar.url):
                 ours = "orphan"  # our URL, a secret we do not hold
             else:
                 ours = ""

@@ -20,11 +20,32 @@ from relay.observability import configure_logging
 @click.option("--stream", required=True, help="Stream to consume.")
 @click.option("--group", required=True, help="Consumer group (created when missing).")
 @click.option("--handler", "handler_path", required=True, help="package.module:function")
+@click.option(
+    "--lifespan",
+    "lifespan_path",
+    default=None,
+    help="package.module:function, an async context manager run around the worker: "
+    "set up shared resources once per process; what it yields is event.state.",
+)
 @click.option("--consumer", default=None, help="Consumer name [default: host name + pid].")
 @click.option("--concurrency", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--max-held",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Entries held at most (running, waiting for a slot or a retry); the worker takes "
+    "no more until some finish.  [default: 10 x concurrency]",
+)
 @click.option("--max-attempts", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--backoff-base", default=1.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--backoff-max", default=60.0, show_default=True, type=click.FloatRange(min=0))
+@click.option(
+    "--handler-timeout",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a handler may run; a longer one is cancelled (a failed attempt).  "
+    "[default: no limit]",
+)
 @click.option(
     "--claim-idle",
     default=60.0,
@@ -32,36 +53,61 @@ from relay.observability import configure_logging
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds before another consumer's idle pending entry is taken over.",
 )
+@click.option(
+    "--outage-threshold",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Different entries failing in a row that mean a downstream outage: consumption "
+    "pauses and failures stop counting as attempts (0: never pause).",
+)
+@click.option(
+    "--outage-probe-interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between probes (one held entry's attempt) during an outage.",
+)
 @click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--metrics-port", default=None, type=click.IntRange(0, 65535))
+@click.option("--metrics-port", default=None, type=click.IntRange(0, 65535),
+              help="Serve /metrics, /healthz and /readyz on this port.")  # fmt: skip
 @click.option(
     "--start-id",
-    default="$",
+    default="0",
     show_default=True,
-    help="Where a new group starts: $ (new entries only) or 0 (the whole stream).",
+    help="Where a new group starts: 0 (every entry still in the stream) or $ (only "
+    "entries written from now on).",
 )
 def worker(
     stream: str,
     group: str,
     handler_path: str,
+    lifespan_path: str | None,
     consumer: str | None,
     concurrency: int,
+    max_held: int | None,
     max_attempts: int,
     backoff_base: float,
     backoff_max: float,
+    handler_timeout: float | None,
     claim_idle: float,
+    outage_threshold: int,
+    outage_probe_interval: float,
     shutdown_timeout: float,
     metrics_port: int | None,
     start_id: str,
 ) -> None:
     """Run an async handler for each entry of STREAM, through consumer group GROUP."""
-    from relay.worker.loader import HandlerError, load_handler
+    from relay.worker.loader import HandlerError, load_handler, load_lifespan
     from relay.worker.process import run_worker
     from relay.worker.retry import RetryPolicy
 
     settings = load_settings()
+    if max_held is not None and max_held < concurrency:
+        raise click.BadParameter("--max-held must be at least --concurrency")
     try:
         handler = load_handler(handler_path)
+        lifespan = load_lifespan(lifespan_path) if lifespan_path else None
         retry = RetryPolicy(max_attempts, backoff_base, backoff_max)
     except (HandlerError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None
@@ -75,10 +121,15 @@ def worker(
             group=group,
             consumer=consumer,
             concurrency=concurrency,
+            max_held=max_held,
             retry=retry,
+            handler_timeout=handler_timeout,
             claim_idle=claim_idle,
+            outage_threshold=outage_threshold,
+            outage_probe_interval=outage_probe_interval,
             shutdown_timeout=shutdown_timeout,
             start_id=start_id,
+            lifespan=lifespan,
         )
     )
 
@@ -90,13 +141,18 @@ def dlq() -> None:
 
 @dlq.command("list")
 @click.argument("stream")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Dead letters per page.")  # fmt: skip
+@click.option("--after", default=None, metavar="DLQ_ID",
+              help="Start after this dead letter: the last id of the previous page.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
-def dlq_list(stream: str, limit: int, as_json: bool) -> None:
-    """The oldest dead letters of STREAM."""
+def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
+    """The dead letters of STREAM, oldest first, a page at a time."""
     from relay.worker.deadletter import list_dead
 
-    letters = with_redis(load_settings(), lambda r: list_dead(r, stream, limit))
+    # One more than a page: whether there is a next page, without a second call.
+    found = with_redis(load_settings(), lambda r: list_dead(r, stream, limit + 1, after=after))
+    letters, more = found[:limit], len(found) > limit
     rows = [
         {
             "dlq_id": letter.dlq_id,
@@ -114,9 +170,11 @@ def dlq_list(stream: str, limit: int, as_json: bool) -> None:
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     if not rows:
-        click.echo(f"no dead letters in {stream}:dlq")
+        click.echo(f"no dead letters in {stream}:dlq" + (f" after {after}" if after else ""))
         return
     table(rows, truncate={"error": 60})
+    if more:
+        click.echo(f"more: relay dlq list {stream} --limit {limit} --after {rows[-1]['dlq_id']}")
 
 
 @dlq.command("show")
@@ -150,18 +208,15 @@ def dlq_show(stream: str, dlq_id: str) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
 def dlq_replay(stream: str, ids: tuple[str, ...], replay_all: bool) -> None:
     """Put dead letters back on STREAM, once each, and remove them from the DLQ."""
-    from relay.worker.deadletter import list_dead, replay
+    from relay.worker.deadletter import all_dead_ids, replay
 
     if bool(ids) == replay_all:
         raise click.UsageError("give --id ID (one or more) or --all")
     settings = load_settings()
 
     async def work(redis: Any) -> list[tuple[str, str]]:
-        targets = list(ids)
-        if replay_all:
-            targets = [letter.dlq_id for letter in await list_dead(redis, stream, 1_000_000)]
-        # maxlen=0: a replay never trims; the relay's trimmer spares what groups still need.
-        return [(dlq_id, await replay(redis, stream, dlq_id, maxlen=0)) for dlq_id in targets]
+        targets = await all_dead_ids(redis, stream) if replay_all else list(ids)
+        return [(dlq_id, await replay(redis, stream, dlq_id)) for dlq_id in targets]
 
     results = with_redis(settings, work)
     for dlq_id, outcome in results:

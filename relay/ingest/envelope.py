@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from relay.streams.marks import content_mark
 
 
 class EnvelopeError(Exception):
@@ -21,14 +22,8 @@ class Envelope:
     status: str = ""
 
     def content_mark(self) -> str | None:
-        """What makes two deliveries the same event whatever their message ids: during a
-        secret rotation AnyFormat sends each event to both subscriptions."""
-        if not self.extraction_id:
-            return None
-        digest = hashlib.sha256(
-            "\x00".join((self.event, self.extraction_id, self.status)).encode()
-        ).hexdigest()
-        return f"content:{digest}"
+        """The event's content mark (see ``relay.streams.marks``)."""
+        return content_mark(self.event, self.extraction_id, self.status)
 
 
 def parse_envelope(body: bytes) -> Envelope:

@@ -15,6 +15,7 @@ from relay.ingest.envelope import EnvelopeError, parse_envelope
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import SignatureError, Verifier
 from relay.observability import IngestMetrics, log_delivery
+from relay.streams.replication import ReplicationTimeout
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
 
@@ -149,12 +150,15 @@ class IngestHandler:
             received_at=received_at,
             extraction_id=envelope.extraction_id,
             workflow_id=envelope.workflow_id,
+            content_mark=envelope.content_mark(),
         )
-        marks: tuple[str, ...] = ()
-        if self._secrets.rotating and (content := envelope.content_mark()):
-            marks = (message_id, content)
         try:
-            written = await self._writer.write(entry, streams, marks)
+            written = await self._writer.write(entry, streams)
+        except ReplicationTimeout as exc:
+            # Written (or found written) on the master, not yet on enough replicas: the
+            # re-send dedupes and waits again.
+            fields["replicas"] = exc.acknowledged
+            return self._unavailable(fields, "replication_timeout")
         except RedisError as exc:
             self._metrics.redis_errors.inc()
             fields["error"] = type(exc).__name__

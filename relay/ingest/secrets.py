@@ -43,9 +43,6 @@ class SecretSource:
         self._public_url = public_url
         self.codec = codec or SecretCodec()
         self.keys: tuple[bytes, ...] = self._static
-        # True while a rotation keeps an old subscription alive: AnyFormat then delivers
-        # each event twice, under different message ids.
-        self.rotating = False
         self._fingerprint = ""
 
     @property
@@ -87,7 +84,6 @@ class SecretSource:
             log.info("signing_keys_loaded", stored=len(stored), fingerprint=fingerprint or None)
             self._fingerprint = fingerprint
         self.keys = self._static + tuple(stored)
-        self.rotating = record is not None and bool(record.retiring)
 
     async def run(self, interval: float) -> None:
         """Refresh forever; cancelled at shutdown."""

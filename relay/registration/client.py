@@ -187,6 +187,11 @@ class AnyFormatClient:
 backoff_sleep = asyncio.sleep  # the tests record the waits instead of sleeping them
 
 
+def retry_delay(failures: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Capped exponential backoff with full jitter, after ``failures`` failures in a row."""
+    return random.uniform(0, min(cap, base * 2 ** (failures - 1)))
+
+
 async def with_retries(
     call: Callable[[], Awaitable[T]],
     *,
@@ -194,9 +199,14 @@ async def with_retries(
     base: float = 0.5,
     cap: float = 30.0,
     attempts: int | None = None,
+    before_retry: Callable[[], Awaitable[None]] | None = None,
 ) -> T:
     """Retry ``call`` on :class:`ApiUnavailable`: ``Retry-After`` when the API gives one,
-    else capped exponential backoff with full jitter. Other errors are final."""
+    else capped exponential backoff with full jitter. Other errors are final.
+
+    ``before_retry`` runs after each wait, before the next attempt: a call whose answer was
+    lost may have taken effect, and this is where the caller finds out.
+    """
     failures = 0
     while True:
         try:
@@ -213,6 +223,8 @@ async def with_retries(
             if exc.retry_after is not None:
                 delay = min(exc.retry_after, 300.0)
             else:
-                delay = random.uniform(0, min(cap, base * 2 ** (failures - 1)))
+                delay = retry_delay(failures, base=base, cap=cap)
             log.warning("anyformat_retry", call=what, error=str(exc), retry_in_s=round(delay, 3))
             await backoff_sleep(delay)
+            if before_retry is not None:
+                await before_retry()

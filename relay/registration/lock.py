@@ -3,6 +3,10 @@
 ``SET NX PX`` with a random token; extended while held; released (or extended) only by its
 holder, through a compare-and-delete (compare-and-expire) Lua script. A holder that dies
 stops extending, and the lock expires so another replica can take over.
+
+A holder that was paused (a stopped process, a long GC, a slow network) may wake up after its
+lock expired and was taken: :meth:`RedisLock.confirm` before each API call is how it finds
+out, and stops, instead of acting next to the new holder.
 """
 
 from __future__ import annotations
@@ -40,12 +44,20 @@ class RedisLock:
         self.token = secrets.token_hex(16)
         self._release = redis.register_script(_RELEASE)
         self._extend = redis.register_script(_EXTEND)
+        self.lost = False
 
     async def acquire(self) -> bool:
         return bool(await self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
 
     async def extend(self) -> bool:
         return bool(await self._extend(keys=[self.key], args=[self.token, self.ttl_ms]))
+
+    async def confirm(self) -> None:
+        """Check that the lock is still ours, and extend it; :class:`LockLost` when not.
+        Raises Redis errors: when Redis cannot say, the holder must not act either."""
+        if self.lost or not await self.extend():
+            self.lost = True
+            raise LockLost(self.key)
 
     async def release(self) -> bool:
         return bool(await self._release(keys=[self.key], args=[self.token]))
@@ -68,6 +80,7 @@ class RedisLock:
             await asyncio.sleep(self.ttl_ms / 3000)
             try:
                 if not await self.extend():
+                    self.lost = True
                     log.error("lock_lost", key=self.key)
                     return
             except RedisError as exc:

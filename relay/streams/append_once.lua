@@ -6,7 +6,7 @@
 -- ARGV[2]  approximate MAXLEN of the streams; 0: no trimming here (the ingest streams are
 --          trimmed by relay/streams/trim.lua, which spares what consumer groups still need)
 -- ARGV[3]  n, the number of dedupe marks that follow
--- ARGV[4 .. 3+n]  dedupe marks (the message id, plus any content marks)
+-- ARGV[4 .. 3+n]  dedupe marks (the message id, and the content mark when there is one)
 -- ARGV[4+n ..]    the entry's field/value pairs
 --
 -- Returns one reply per stream, in KEYS order: the new entry id, or false when a mark was
@@ -22,12 +22,20 @@ local window = tonumber(ARGV[1])
 local horizon = now - window
 local last_mark = 3 + tonumber(ARGV[3])
 
+-- ZADD's score/member pairs, the same for every stream: every mark scored now.
+local scored = {}
+for i = 4, last_mark do
+  scored[#scored + 1] = now
+  scored[#scored + 1] = ARGV[i]
+end
+
 local written = {}
 for k = 1, #KEYS, 2 do
   local stream, marks = KEYS[k], KEYS[k + 1]
   local seen = false
-  for i = 4, last_mark do
-    local score = redis.call('ZSCORE', marks, ARGV[i])
+  local scores = redis.call('ZMSCORE', marks, unpack(ARGV, 4, last_mark))
+  for i = 1, last_mark - 3 do
+    local score = scores[i]
     if score and tonumber(score) > horizon then
       seen = true
       break
@@ -42,9 +50,7 @@ for k = 1, #KEYS, 2 do
       written[#written + 1] = redis.call(
         'XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, last_mark + 1))
     end
-    for i = 4, last_mark do
-      redis.call('ZADD', marks, now, ARGV[i])
-    end
+    redis.call('ZADD', marks, unpack(scored))
     redis.call('ZREMRANGEBYSCORE', marks, '-inf', string.format('(%d', horizon))
     redis.call('PEXPIRE', marks, window)
   end

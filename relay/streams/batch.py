@@ -5,6 +5,8 @@ queued goes out as the next batch: one write and one read on one connection, how
 requests. Under light load a batch is one delivery; under heavy load it grows by itself, and
 the Redis client's per-command overhead is paid once per batch instead of per request.
 Each delivery still gets its own outcome; a Redis error fails only the batch it hit.
+With replica acknowledgement on, the batch ends with the fence and ``WAIT`` (see
+``replication``): one ``WAIT`` per batch, in the same round trip.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ import asyncio
 import math
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.streams.append import decode_reply, reloading_script
+from relay.streams.replication import ReplicaAck
 
 
 class AppendBatcher:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, ack: ReplicaAck | None = None) -> None:
         self._redis = redis
+        self._ack = ack
+        self._ack_commands = ack.encoded() if ack is not None else b""
         self._queue: list[tuple[bytes, asyncio.Future[list[str | None]]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # for tests and curiosity: how many round trips were made
@@ -53,32 +58,55 @@ class AppendBatcher:
                 if not future.done():
                     future.set_exception(exc)
             return
+        unconfirmed: Exception | None = None
+        if self._ack is not None:
+            *results, fence, acknowledged = results
+            try:
+                self._ack.check(fence, acknowledged)
+            except Exception as exc:
+                unconfirmed = exc
         for (_, future), reply in zip(batch, results, strict=True):
             if future.done():
                 continue
             try:
-                future.set_result(decode_reply(reply))
+                written = decode_reply(reply)
             except Exception as exc:
                 future.set_exception(exc)
+                continue
+            if unconfirmed is not None:
+                future.set_exception(unconfirmed)
+            else:
+                future.set_result(written)
 
     async def _round_trip(self, commands: list[bytes]) -> list[object]:
         """Send every command in one write and read every reply, on one pooled connection,
-        under one timeout for the whole batch."""
+        under one timeout for the whole batch (plus the ``WAIT``'s own)."""
         pool = self._redis.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         self.batches += 1
+        replies = len(commands)
+        budget = connection.socket_timeout
+        if self._ack is not None:
+            replies += 2
+            if budget is not None:
+                budget += self._ack.timeout_s
+        packed = b"".join(commands if self._ack is None else [*commands, self._ack_commands])
+        demoted = False
         try:
-            await connection.send_packed_command(b"".join(commands), check_health=False)
+            await connection.send_packed_command(packed, check_health=False)
             results: list[object] = []
             try:
-                async with asyncio.timeout(connection.socket_timeout):
-                    for _ in commands:
+                async with asyncio.timeout(budget):
+                    for _ in range(replies):
                         try:
                             results.append(await connection.read_response(timeout=math.inf))
                         except ResponseError as exc:  # an error reply: this command's outcome
                             results.append(exc)
+                            demoted = demoted or isinstance(exc, ReadOnlyError)
             except TimeoutError:
                 raise RedisTimeoutError("Timeout reading a batch of appends") from None
+            if demoted:  # a replica now: reconnect, which asks Sentinel (or DNS) anew
+                await connection.disconnect()
             return results
         except BaseException:
             await connection.disconnect()  # its state is unknown: never reuse it

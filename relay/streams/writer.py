@@ -1,21 +1,32 @@
 """The ingest fan-out: one idempotent append covering every routed stream, in one round
-trip shared with the deliveries that arrive at the same time (see ``batch``)."""
+trip shared with the deliveries that arrive at the same time (see ``batch``).
+
+An entry is written under its dedupe marks (``marks``): its message id and, when it has one,
+its content mark. A stream that has seen either inside the window holds the event already.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
 
 from relay.streams.append import append_command, encoded_append, load_script, run_appends
 from relay.streams.batch import AppendBatcher
+from relay.streams.marks import dedupe_marks
+from relay.streams.replication import ReplicaAck, run_confirmed_appends
 
 
 @dataclass(slots=True)  # not frozen: that doubles the cost of __init__, paid per delivery
 class Entry:
-    """One stream entry as the contract defines it; every field is a string."""
+    """One stream entry as the contract defines it; every field is a string.
+
+    ``content_mark`` is not a field of the entry but the event's identity by content
+    (``relay.streams.marks.content_mark``), recorded next to it; ``None``: the id only.
+    """
 
     id: str
     event: str
@@ -23,6 +34,7 @@ class Entry:
     received_at: int
     extraction_id: str
     workflow_id: str
+    content_mark: str | None
 
     def fields(self) -> list[bytes]:
         return [
@@ -36,11 +48,15 @@ class Entry:
 
 
 class FanoutWriter:
-    def __init__(self, redis: Redis, *, dedupe_ttl: int) -> None:
+    """``ack``: answer only once that many replicas hold the write (``WAIT``); the
+    duplicate's answer too, so that a re-send confirms the first attempt's entries."""
+
+    def __init__(self, redis: Redis, *, dedupe_ttl: int, ack: ReplicaAck | None = None) -> None:
         self._redis = redis
         # Checked once: isinstance against the cluster client's protocol bases is slow.
         self._cluster = isinstance(redis, RedisCluster)
-        self.batcher = AppendBatcher(redis)
+        self._ack = ack
+        self.batcher = AppendBatcher(redis, ack)
         self._window_ms = dedupe_ttl * 1000
         # MAXLEN 0: appends never trim; relay.streams.trim does, sparing what groups need.
         self._limits = (b"%d" % self._window_ms, b"0")
@@ -48,15 +64,11 @@ class FanoutWriter:
     async def load_script(self) -> None:
         await load_script(self._redis)
 
-    async def write(
-        self, entry: Entry, streams: Sequence[str], marks: Sequence[str] = ()
-    ) -> list[str | None]:
-        """Write ``entry`` to every stream that has not seen it; per stream, its new entry
-        id or ``None`` for "already there". Returns only once every stream holds it.
-
-        ``marks`` are the dedupe marks; the message id when empty.
-        """
-        marks = marks or (entry.id,)
+    async def write(self, entry: Entry, streams: Sequence[str]) -> list[str | None]:
+        """Write ``entry`` to every stream that has seen neither its id nor its content
+        mark; per stream, its new entry id or ``None`` for "already there". Returns only
+        once every stream holds it (and its marks)."""
+        marks = dedupe_marks(entry.id, entry.content_mark)
         if self._cluster:
             return await self._write_by_slot(entry, streams, marks)
         # A single Redis: one command for every stream, sent with the other deliveries'.
@@ -67,7 +79,7 @@ class FanoutWriter:
         self, entry: Entry, streams: Sequence[str], marks: Sequence[str]
     ) -> list[str | None]:
         """One command per hash slot (a script touches one slot), in one cluster pipeline:
-        one round trip per node."""
+        one round trip per node (with its ``WAIT`` when replicas must confirm)."""
         slots: dict[int, list[int]] = {}
         for index, stream in enumerate(streams):
             slots.setdefault(key_slot(stream.encode()), []).append(index)
@@ -77,8 +89,14 @@ class FanoutWriter:
                            window_ms=self._window_ms, maxlen=0)
             for group in groups
         ]  # fmt: skip
+        if self._ack is None:
+            replies = await run_appends(self._redis, commands)
+        else:
+            cluster = cast(RedisCluster, self._redis)
+            slot_streams = [streams[group[0]] for group in groups]
+            replies = await run_confirmed_appends(cluster, commands, slot_streams, self._ack)
         written: list[str | None] = [None] * len(streams)
-        for group, reply in zip(groups, await run_appends(self._redis, commands), strict=True):
+        for group, reply in zip(groups, replies, strict=True):
             for index, entry_id in zip(group, reply, strict=True):
                 written[index] = entry_id
         return written

@@ -3,15 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+# Entry ids per keep-claimed call: far below Lua's unpack limit (~8k arguments).
+KEEP_BATCH = 1000
+START = "0-0"
+# Our own pending entries that may sit between the claimed ids in the pending list.
+PENDING_SLACK = 100_000
+
 
 def _script(redis: Redis, name: str) -> AsyncScript:
     return redis.register_script(files("relay.worker").joinpath(name).read_bytes())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class Kept:
+    lost: list[str]  # no longer pending on us: acknowledged, or taken over by another
+    gone: list[str]  # message trimmed or deleted while we held it (acknowledged now)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    entry_id: str
+    fields: dict[bytes, bytes]
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class TakeOverRound:
+    claimed: list[Claimed]
+    gone: list[str]  # pending ids whose message was trimmed or deleted (acknowledged)
+    finished: bool  # the scan of the pending list reached its end
 
 
 class Claims:
@@ -22,13 +53,20 @@ class Claims:
         self._consumer = consumer
         self._keep = _script(redis, "keep_claimed.lua")
         self._reclaim = _script(redis, "reclaim.lua")
+        self._cursor = START
 
-    async def keep(self, entry_ids: Sequence[str]) -> list[str]:
-        """Heartbeat the entries we hold; returns those that are no longer ours."""
-        if not entry_ids:
-            return []
-        lost = await self._keep(keys=[self._stream], args=[self._group, self._consumer, *entry_ids])
-        return [item.decode() for item in lost]
+    async def keep(self, entry_ids: Sequence[str]) -> Kept:
+        """Heartbeat the entries we hold, in batches whatever their number."""
+        lost: list[str] = []
+        gone: list[str] = []
+        for start in range(0, len(entry_ids), KEEP_BATCH):
+            batch = entry_ids[start : start + KEEP_BATCH]
+            reply: Any = await self._keep(
+                keys=[self._stream], args=[self._group, self._consumer, *batch]
+            )
+            lost += [_text(item) for item in reply[0]]
+            gone += [_text(item) for item in reply[1]]
+        return Kept(lost, gone)
 
     async def reclaim(self, entry_id: str) -> int:
         """The entry's new delivery count, 0 if no longer ours, -1 if its message is gone."""
@@ -36,27 +74,33 @@ class Claims:
             await self._reclaim(keys=[self._stream], args=[self._group, self._consumer, entry_id])
         )
 
-    async def take_over(
-        self, min_idle_ms: int, count: int
-    ) -> list[tuple[str, dict[bytes, bytes], int]]:
+    async def take_over(self, min_idle_ms: int, count: int) -> TakeOverRound:
         """Claim up to ``count`` entries idle for ``min_idle_ms`` (dead consumers' entries),
-        with their delivery counts; entries whose message is gone are acknowledged."""
+        continuing the previous round's scan of the pending list (``XAUTOCLAIM``'s cursor):
+        a long pending list is walked through, not re-read from its head every round."""
         reply: Any = await self._redis.xautoclaim(
-            self._stream, self._group, self._consumer, min_idle_ms, "0-0", count=count
+            self._stream, self._group, self._consumer, min_idle_ms, self._cursor, count=count
         )
-        _, claimed, deleted = reply
-        if deleted:
-            await self._redis.xack(self._stream, self._group, *deleted)
-        claimed = [(entry_id, fields) for entry_id, fields in claimed if fields is not None]
-        if not claimed:
-            return []
-        ids = [entry_id.decode() for entry_id, _ in claimed]
+        cursor, claimed, *rest = reply
+        self._cursor = _text(cursor)
+        # Deleted messages: listed apart since Redis 7, as nil entries before.
+        gone = [_text(item) for item in (rest[0] if rest else [])]
+        gone += [_text(entry_id) for entry_id, fields in claimed if fields is None]
+        if gone:
+            await self._redis.xack(self._stream, self._group, *gone)
+        present = [(_text(entry_id), fields) for entry_id, fields in claimed if fields is not None]
+        finished = self._cursor == START
+        if not present:
+            return TakeOverRound([], gone, finished)
+        ids = [entry_id for entry_id, _ in present]
         pending: Any = await self._redis.xpending_range(
-            self._stream, self._group, min=ids[0], max=ids[-1], count=len(ids) + 1000,
+            self._stream, self._group, min=ids[0], max=ids[-1], count=len(ids) + PENDING_SLACK,
             consumername=self._consumer,
         )  # fmt: skip
-        counts = {item["message_id"].decode(): int(item["times_delivered"]) for item in pending}
-        return [
-            (entry_id, dict(fields), counts.get(entry_id, 1))
-            for entry_id, (_, fields) in zip(ids, claimed, strict=True)
-        ]
+        counts = {_text(item["message_id"]): int(item["times_delivered"]) for item in pending}
+        taken = [Claimed(entry_id, dict(fields), counts.get(entry_id, 1))
+                 for entry_id, fields in present]  # fmt: skip
+        return TakeOverRound(taken, gone, finished)
+
+    def restart_scan(self) -> None:
+        self._cursor = START

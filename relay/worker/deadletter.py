@@ -11,21 +11,30 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 
 from relay.streams.append import append_once
+from relay.streams.keys import hash_tag
 
 DLQ_FIELDS = ("error", "attempts", "group", "original_id", "failed_at")
 MAX_ERROR_CHARS = 4000
-# Dedupe marks of dead-letter moves and replays outlive any crash-and-retry by far.
+# Dedupe marks of dead-letter moves and replays outlive any crash-and-retry by far, and
+# do not depend on RELAY_DEDUPE_TTL.
 MOVE_WINDOW_MS = 30 * 86_400 * 1000
 DLQ_MAXLEN = 1_000_000
+REPLAY_SCRIPT = files("relay.worker").joinpath("replay_once.lua").read_text()
 
 
 def dlq_stream(stream: str) -> str:
     return f"{stream}:dlq"
+
+
+def replay_marks_key(stream: str) -> str:
+    """The dead letters replayed onto ``stream`` (same hash slot as the stream)."""
+    return f"relay:replayed:{{{hash_tag(stream)}}}:{stream}"
 
 
 async def dead_letter(
@@ -83,8 +92,21 @@ def _decode(entries: Any) -> list[DeadLetter]:
     ]
 
 
-async def list_dead(redis: Redis, stream: str, limit: int) -> list[DeadLetter]:
-    return _decode(await redis.xrange(dlq_stream(stream), count=limit))
+async def list_dead(
+    redis: Redis, stream: str, limit: int, *, after: str | None = None
+) -> list[DeadLetter]:
+    """Up to ``limit`` dead letters, oldest first, after the dead letter ``after``: page
+    through a DLQ of any size by passing the last id of the previous page."""
+    start = "-" if after is None else f"({after}"
+    return _decode(await redis.xrange(dlq_stream(stream), min=start, count=limit))
+
+
+async def all_dead_ids(redis: Redis, stream: str, page: int = 1000) -> list[str]:
+    """Every dead letter's id, read a page at a time."""
+    ids: list[str] = []
+    while letters := await list_dead(redis, stream, page, after=ids[-1] if ids else None):
+        ids += [letter.dlq_id for letter in letters]
+    return ids
 
 
 async def get_dead(redis: Redis, stream: str, dlq_id: str) -> DeadLetter | None:
@@ -95,11 +117,12 @@ async def get_dead(redis: Redis, stream: str, dlq_id: str) -> DeadLetter | None:
 ReplayOutcome = Literal["replayed", "finished", "absent"]
 
 
-async def replay(redis: Redis, stream: str, dlq_id: str, *, maxlen: int) -> ReplayOutcome:
+async def replay(redis: Redis, stream: str, dlq_id: str) -> ReplayOutcome:
     """Put a dead letter back on its stream and remove it from the DLQ, exactly once.
 
     ``replayed``: appended now; ``finished``: an interrupted replay had appended it already,
     only the removal was left; ``absent``: no such dead letter (replayed before, or purged).
+    The replay's mark is kept 30 days in its own key, whatever ``RELAY_DEDUPE_TTL`` is.
     """
     letter = await get_dead(redis, stream, dlq_id)
     if letter is None:
@@ -107,11 +130,12 @@ async def replay(redis: Redis, stream: str, dlq_id: str, *, maxlen: int) -> Repl
     flat: list[str | bytes] = []
     for name, value in letter.original_fields.items():
         flat += [name, value]
-    new_id = await append_once(
-        redis, stream, [f"replay/{dlq_id}"], flat, window_ms=MOVE_WINDOW_MS, maxlen=maxlen
-    )
+    new_id = await redis.eval(
+        REPLAY_SCRIPT, 2, stream, replay_marks_key(stream), MOVE_WINDOW_MS, f"replay/{dlq_id}",
+        *flat,
+    )  # fmt: skip
     await redis.xdel(dlq_stream(stream), dlq_id)
-    return "replayed" if new_id is not None else "finished"
+    return "replayed" if new_id else "finished"
 
 
 async def purge(redis: Redis, stream: str, before_ms: int | None) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 REQUIRED_FIELDS = ("id", "event", "payload")
+TEXT_FIELDS = ("id", "event", "extraction_id", "workflow_id", "received_at", "source")
 
 
 class MalformedEntry(Exception):
@@ -26,14 +27,25 @@ class Event:
     received_at: int | None = None
     extraction_id: str = ""
     workflow_id: str = ""
+    # "webhook": delivered by AnyFormat; "reconciled": recovered from its API after the
+    # deliveries failed (the payload then has the webhook's shape, built from the run).
+    source: str = "webhook"
     fields: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    # What the worker's lifespan yielded: shared resources (an HTTP session, a pool).
+    state: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 def decode_fields(raw: Mapping[bytes, bytes]) -> dict[str, bytes]:
     return {key.decode(errors="replace"): value for key, value in raw.items()}
 
 
-def parse_entry(stream: str, entry_id: str, fields: Mapping[str, bytes], attempt: int) -> Event:
+def parse_entry(
+    stream: str,
+    entry_id: str,
+    fields: Mapping[str, bytes],
+    attempt: int,
+    state: Mapping[str, Any] | None = None,
+) -> Event:
     missing = [name for name in REQUIRED_FIELDS if name not in fields]
     if missing:
         raise MalformedEntry(f"entry lacks field(s): {', '.join(missing)}")
@@ -44,8 +56,7 @@ def parse_entry(stream: str, entry_id: str, fields: Mapping[str, bytes], attempt
     if not isinstance(payload, dict):
         raise MalformedEntry("payload is not a JSON object")
     try:
-        text = {name: fields.get(name, b"").decode() for name in
-                ("id", "event", "extraction_id", "workflow_id", "received_at")}  # fmt: skip
+        text = {name: fields.get(name, b"").decode() for name in TEXT_FIELDS}
     except UnicodeDecodeError:
         raise MalformedEntry("a text field is not UTF-8") from None
     return Event(
@@ -58,5 +69,7 @@ def parse_entry(stream: str, entry_id: str, fields: Mapping[str, bytes], attempt
         received_at=int(text["received_at"]) if text["received_at"].isdigit() else None,
         extraction_id=text["extraction_id"],
         workflow_id=text["workflow_id"],
+        source=text["source"] or "webhook",
         fields=dict(fields),
+        state=state if state is not None else {},
     )

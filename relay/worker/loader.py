@@ -1,4 +1,5 @@
-"""Turn ``package.module:function`` into the async handler it names, or a clear error."""
+"""Turn ``package.module:attribute`` into the handler (or lifespan) it names, or a clear
+error."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from relay.worker.runtime import Handler
+from relay.worker.runtime import Handler, Lifespan
 
 
 class HandlerError(Exception):
@@ -21,7 +22,7 @@ def _is_async_callable(obj: Any) -> bool:
     )
 
 
-def load_handler(path: str) -> Handler:
+def _load(path: str) -> Any:
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise HandlerError(f"{path!r} is not of the form package.module:function")
@@ -37,7 +38,25 @@ def load_handler(path: str) -> Handler:
             obj = getattr(obj, part)
         except AttributeError:
             raise HandlerError(f"{module_name!r} has no attribute {attribute!r}") from None
+    return obj
+
+
+def load_handler(path: str) -> Handler:
+    obj = _load(path)
     if not _is_async_callable(obj):
         raise HandlerError(f"{path!r} is not an async callable (define it with `async def`)")
     handler: Handler = obj
     return handler
+
+
+def load_lifespan(path: str) -> Lifespan:
+    """A callable returning an async context manager, such as a function decorated with
+    ``contextlib.asynccontextmanager``."""
+    obj = _load(path)
+    if not callable(obj) or _is_async_callable(obj):
+        raise HandlerError(
+            f"{path!r} is not a lifespan: decorate an async generator function with "
+            "@contextlib.asynccontextmanager"
+        )
+    lifespan: Lifespan = obj
+    return lifespan

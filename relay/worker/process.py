@@ -1,4 +1,5 @@
-"""``relay worker``: one Worker with signals, logs and its own /metrics."""
+"""``relay worker``: one Worker with signals, logs and its own admin port (``/healthz``,
+``/readyz``, ``/metrics``)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,33 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
+from redis.asyncio import Redis
 
-from relay.observability import WorkerMetrics
-from relay.redis_client import redis_from_settings
+from relay.redis_client import RedisTooOld, redis_from_settings, wait_for_version
 from relay.settings import Settings
+from relay.worker.metrics import WorkerMetrics
 from relay.worker.runtime import Handler, Worker
 
 
-async def _metrics_site(metrics: WorkerMetrics, host: str, port: int) -> web.AppRunner:
+async def _admin_site(worker: Worker, host: str, port: int) -> web.AppRunner:
     async def serve_metrics(request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        body = generate_latest(worker.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def readyz(request: web.Request) -> web.Response:
+        """Ready: set-up done, Redis answers, the group exists."""
+        reason = await worker.readiness()
+        if reason is None:
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not_ready", "reason": reason}, status=503)
+
     app = web.Application()
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -42,15 +51,40 @@ async def run_worker(
     # A blocking read must return well inside the socket timeout.
     block = min(2.0, settings.redis_timeout / 2)
     worker = Worker(redis, handler=handler, metrics=metrics, block=block, **options)
+    stopped = asyncio.Event()
+
+    def stop() -> None:
+        stopped.set()
+        worker.stop()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, worker.stop)
+        loop.add_signal_handler(signum, stop)
     runner = None
-    if metrics_port is not None:
-        runner = await _metrics_site(metrics, settings.host, metrics_port)
     try:
+        # Up before Redis is: /healthz alive, /readyz "not ready" while Redis is away.
+        if metrics_port is not None:
+            runner = await _admin_site(worker, settings.host, metrics_port)
+        if not await _redis_fit_or_stopped(redis, stopped):
+            return
         await worker.run()
     finally:
         if runner is not None:
             await runner.cleanup()
         await redis.aclose()
+
+
+async def _redis_fit_or_stopped(redis: Redis, stopped: asyncio.Event) -> bool:
+    """True once Redis answered with a version new enough; False when stopped first."""
+    check = asyncio.ensure_future(wait_for_version(redis))
+    stopping = asyncio.ensure_future(stopped.wait())
+    await asyncio.wait({check, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not check.done():
+        check.cancel()
+        return False
+    try:
+        check.result()
+    except RedisTooOld as exc:
+        raise SystemExit(f"relay: {exc}") from None
+    return True

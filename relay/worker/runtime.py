@@ -1,10 +1,14 @@
 """The worker: reads a stream through a consumer group and runs a handler for each entry.
 
 An entry is acknowledged only after its handler returned. A failed attempt is retried
-after a capped exponential backoff; the attempt number is Redis's delivery counter, so it
-survives restarts. Entries of a consumer that died are taken over after ``claim_idle``;
-entries this consumer still works on are kept claimed by heartbeats. After the last
-attempt the entry moves to ``{stream}:dlq``.
+after a capped exponential backoff (or the handler's ``Retry(after=…)``); the attempt
+number is Redis's delivery counter, so it survives restarts. After the last attempt, or at
+once on ``Reject``, the entry moves to ``{stream}:dlq``. Entries of a consumer that died are
+taken over after ``claim_idle``; entries this consumer holds are kept claimed by heartbeats.
+
+Three loops feed and guard the held entries: ``read`` takes new entries, ``claim`` takes
+over idle ones, ``heartbeat`` keeps ours. Both intake loops wait while the hold is full or a
+downstream outage pauses consumption.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import replace
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import structlog
 from redis.asyncio import Redis
@@ -24,79 +29,37 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.observability import WorkerMetrics
+from relay.worker.acks import AckBatcher
+from relay.worker.breaker import Breaker, Verdict
+from relay.worker.capacity import Capacity
 from relay.worker.claims import Claims
+from relay.worker.controls import Reject, Retry
 from relay.worker.deadletter import dead_letter
 from relay.worker.event import Event, MalformedEntry, decode_fields, parse_entry
+from relay.worker.metrics import WorkerMetrics
 from relay.worker.retry import RetryPolicy
 
 Handler = Callable[[Event], Awaitable[Any]]
+# Called once per process: set-up before the first entry, tear-down after the last one.
+Lifespan = Callable[[], AbstractAsyncContextManager[Mapping[str, Any] | None]]
 TRANSIENT = (RedisConnectionError, RedisTimeoutError)
 SHORT_CLAIM_IDLE = 30.0
+HELD_PER_SLOT = 10  # default cap on held entries: ten per handler slot
 
+T = TypeVar("T")
 log = structlog.get_logger("relay.worker")
 
 
-class Slots:
-    """Handler slots: at most ``count`` handlers run at once."""
-
-    def __init__(self, count: int) -> None:
-        self.free = count
-        self._freed = asyncio.Event()
-
-    async def wait_free(self) -> int:
-        """Wait until a slot is free; how many are."""
-        while self.free == 0:
-            self._freed.clear()
-            await self._freed.wait()
-        return self.free
-
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        await self.wait_free()
-        self.free -= 1
-        try:
-            yield
-        finally:
-            self.free += 1
-            self._freed.set()
+class _Stopping(Exception):
+    """The worker stops before this entry's next step: it stays pending, for a takeover."""
 
 
-class AckBatcher:
-    """Coalesces the acks of handlers that finish together into one ``XACK``.
-
-    Each caller still returns only once its own entry is acknowledged (or sees the error).
-    """
-
-    def __init__(self, redis: Redis, stream: str, group: str) -> None:
-        self._redis = redis
-        self._stream = stream
-        self._group = group
-        self._batch: list[str] = []
-        self._done: asyncio.Future[None] | None = None
-
-    async def ack(self, entry_id: str) -> None:
-        if self._done is None:
-            self._done = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._batch.append(entry_id)
-        await asyncio.shield(self._done)
-
-    def _flush(self) -> None:
-        batch, done = self._batch, self._done
-        self._batch, self._done = [], None
-        assert done is not None
-        task = asyncio.ensure_future(self._redis.xack(self._stream, self._group, *batch))
-
-        def settle(finished: asyncio.Future[Any]) -> None:
-            if finished.cancelled():
-                done.cancel()
-            elif (exc := finished.exception()) is not None:
-                done.set_exception(exc)
-            else:
-                done.set_result(None)
-
-        task.add_done_callback(settle)
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    handled: bool
+    error: str = ""
+    rejected: bool = False
+    retry_after: float | None = None
 
 
 def group_gone(exc: ResponseError) -> bool:
@@ -109,6 +72,16 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@contextlib.asynccontextmanager
+async def _no_lifespan() -> AsyncIterator[None]:
+    yield None
+
+
 class Worker:
     def __init__(
         self,
@@ -119,17 +92,22 @@ class Worker:
         handler: Handler,
         consumer: str | None = None,
         concurrency: int = 10,
+        max_held: int | None = None,
         retry: RetryPolicy | None = None,
+        handler_timeout: float | None = None,
         claim_idle: float = 60.0,
+        outage_threshold: int = 10,
+        outage_probe_interval: float = 5.0,
         shutdown_timeout: float = 30.0,
-        start_id: str = "$",
+        start_id: str = "0",
         block: float = 2.0,
+        lifespan: Lifespan | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
         if claim_idle <= 0 or shutdown_timeout < 0 or block <= 0:
             raise ValueError("claim_idle and block must be positive, shutdown_timeout >= 0")
+        if handler_timeout is not None and handler_timeout <= 0:
+            raise ValueError("handler_timeout must be positive (or None: no limit)")
         self.redis = redis
         self.stream = stream
         self.group = group
@@ -137,25 +115,47 @@ class Worker:
         self.consumer = consumer or default_consumer_name()
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
+        self.handler_timeout = handler_timeout
         self.claim_idle = claim_idle
         self.shutdown_timeout = shutdown_timeout
         self.start_id = start_id
         self.block_ms = int(block * 1000)
         self.metrics = metrics or WorkerMetrics()
-        self._labels = (stream, group)
+        self.capacity = Capacity(concurrency, max_held or HELD_PER_SLOT * concurrency)
+        self._log = log.bind(stream=stream, group=group, consumer=self.consumer)
+        self.breaker = Breaker(outage_threshold, outage_probe_interval, self._log)
+        self._lifespan = lifespan or _no_lifespan
+        self._state: Mapping[str, Any] = {}
+        self._m = self.metrics.series(stream, group)
         self._claims = Claims(redis, stream, group, self.consumer)
         self._acks = AckBatcher(redis, stream, group)
-        self._slots = Slots(concurrency)
-        self._held: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._gone: set[str] = set()  # held entries whose message was deleted meanwhile
+        self._last_read: str | None = None  # the newest entry this consumer was given
+        self._generation = 0  # bumped when the group is recreated
+        self.phase = "starting"  # then "running", "draining" (handlers finish), "stopped"
         self._stopping = asyncio.Event()
-        self._log = log.bind(stream=stream, group=group, consumer=self.consumer)
 
     # --- lifecycle ---------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop reading; ``run`` then lets handlers in flight finish and returns."""
+        """Stop taking entries; ``run`` then lets handlers in flight finish and returns."""
         self._stopping.set()
+
+    async def readiness(self) -> str | None:
+        """Why this worker is not ready (``None``: ready): it runs (set-up done, not
+        stopping), Redis answers, and the group exists."""
+        if self.phase != "running":
+            return self.phase
+        try:
+            await self.redis.ping()
+            groups: Any = await self.redis.xinfo_groups(self.stream)
+        except TRANSIENT:
+            return "redis_unreachable"
+        except ResponseError:  # no such stream: the group cannot be there either
+            return "group_missing"
+        names = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in groups}
+        return None if self.group in names else "group_missing"
 
     async def run(self) -> None:
         if self.claim_idle < SHORT_CLAIM_IDLE:
@@ -166,27 +166,44 @@ class Worker:
                 "stalled longer than claim_idle loses them to another consumer, which "
                 "runs them again",
             )
-        await self._ensure_group(self.start_id)
-        self._log.info("worker_started", concurrency=self.concurrency)
-        loops = [
-            asyncio.create_task(self._read_loop(), name="read"),
-            asyncio.create_task(self._claim_loop(), name="claim"),
-            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-        ]
-        stopping = asyncio.create_task(self._stopping.wait())
-        await asyncio.wait([stopping, *loops], return_when=asyncio.FIRST_COMPLETED)
-        for task in loops:
-            task.cancel()
-        stopping.cancel()
-        results = await asyncio.gather(*loops, stopping, return_exceptions=True)
-        await self._drain()
-        for result in results:
-            if isinstance(result, Exception):
-                raise result  # a loop died of something unexpected: say so, non-zero
+        async with self._lifespan() as state:
+            self._state = state or {}
+            try:
+                # Redis unreachable at start is waited for (readiness: "starting").
+                await self._or_stop(self._redis_call(self._ensure_group, self.start_id))
+            except _Stopping:
+                pass  # stopped before Redis ever answered
+            else:
+                self.phase = "running"
+                self._log.info(
+                    "worker_started", concurrency=self.concurrency,
+                    max_held=self.capacity.max_held,
+                )  # fmt: skip
+                await self._serve()
+        self.phase = "stopped"
         self._log.info("worker_stopped")
 
-    async def _drain(self) -> None:
+    async def _serve(self) -> None:
+        intake = [
+            asyncio.create_task(self._read_loop(), name="read"),
+            asyncio.create_task(self._claim_loop(), name="claim"),
+        ]
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait([stopping, heartbeat, *intake], return_when=asyncio.FIRST_COMPLETED)
         self._stopping.set()
+        for task in intake:
+            task.cancel()
+        results = await asyncio.gather(*intake, stopping, return_exceptions=True)
+        self.phase = "draining"
+        await self._drain()  # the heartbeat keeps the entries of the handlers finishing
+        heartbeat.cancel()
+        results += await asyncio.gather(heartbeat, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, _Stopping):
+                raise result  # a loop died of something unexpected: say so, non-zero
+
+    async def _drain(self) -> None:
         tasks = set(self._tasks)
         if tasks:
             _, unfinished = await asyncio.wait(tasks, timeout=self.shutdown_timeout)
@@ -196,17 +213,18 @@ class Worker:
             if unfinished:
                 self._log.warning("handlers_cancelled_at_shutdown", count=len(unfinished))
 
-    # --- loops -------------------------------------------------------------------------
+    # --- intake ------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
         failures = 0
-        while not self._stopping.is_set():
+        while True:
+            await self._or_stop(self.breaker.wait_closed())
             # Read no more than can start now: entries wait in Redis, not in this process.
-            free = await self._slots.wait_free()
+            count = await self._or_stop(self.capacity.reserve())
             try:
                 reply: Any = await self.redis.xreadgroup(
                     self.group, self.consumer, {self.stream: ">"},
-                    count=free, block=self.block_ms,
+                    count=count, block=self.block_ms,
                 )  # fmt: skip
                 failures = 0
             except ResponseError as exc:
@@ -218,55 +236,81 @@ class Worker:
                 failures += 1
                 await self._pause_after_redis_error("read", exc, failures)
                 continue
+            finally:
+                self.capacity.unreserve(count)
             entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1] if reply else []
-            for entry_id, fields in entries:
-                self._spawn(entry_id.decode(), fields, attempt=1)
+            for raw_id, fields in entries:
+                entry_id = raw_id.decode()
+                self._last_read = entry_id
+                self._spawn(entry_id, fields, attempt=1)
 
     async def _claim_loop(self) -> None:
+        """Take over idle entries, walking the pending list with ``XAUTOCLAIM``'s cursor
+        for as long as there is room and something to take; rest between full scans."""
         interval = max(min(self.claim_idle / 2, 30.0), 0.05)
-        while not await self._sleep(interval):
-            if not self._slots.free:
-                continue
+        failures = 0
+        while True:
+            await self._or_stop(self.breaker.wait_closed())
+            # Like the reads: take over no more than can start now, so that entries wait in
+            # Redis, where any consumer with a free slot may take them.
+            room = await self._or_stop(self.capacity.reserve())
             try:
-                claimed = await self._claims.take_over(
-                    int(self.claim_idle * 1000), self._slots.free
-                )
+                taken = await self._claims.take_over(int(self.claim_idle * 1000), room)
+                failures = 0
             except ResponseError as exc:
                 if not group_gone(exc):
                     raise
                 await self._recreate_group()
                 continue
-            except TRANSIENT:
+            except TRANSIENT as exc:
+                failures += 1
+                await self._pause_after_redis_error("take_over", exc, failures)
                 continue
-            for entry_id, fields, deliveries in claimed:
-                self.metrics.taken_over.labels(*self._labels).inc()
-                self._log.info("entry_taken_over", entry_id=entry_id, attempt=deliveries)
-                self._spawn(entry_id, fields, attempt=deliveries)
+            finally:
+                self.capacity.unreserve(room)
+            for entry_id in taken.gone:  # acknowledged by the take-over
+                if entry_id in self.capacity.held:
+                    self._gone.add(entry_id)  # ours: lost only if its handler fails
+                else:
+                    await self._lost(entry_id, "deleted while pending", ack=False)
+            for claimed in taken.claimed:
+                self._m.taken_over.inc()
+                self._log.info(
+                    "entry_taken_over", entry_id=claimed.entry_id, attempt=claimed.deliveries
+                )
+                self._spawn(claimed.entry_id, claimed.fields, attempt=claimed.deliveries)
+            if taken.finished and not taken.claimed:
+                await self._or_stop(asyncio.sleep(interval))
 
     async def _heartbeat_loop(self) -> None:
         interval = max(self.claim_idle / 3, 0.05)
-        while not await self._sleep(interval):
-            held = sorted(self._held)
+        while True:  # through the drain too: until the last handler has finished
+            await asyncio.sleep(interval)
             try:
-                lost = await self._claims.keep(held)
+                kept = await self._claims.keep(sorted(self.capacity.held))
             except TRANSIENT:
                 continue
             except ResponseError as exc:
                 if group_gone(exc):
-                    continue  # the read loop recreates it
+                    continue  # the intake loops recreate it
                 raise
-            for entry_id in lost:
-                self._log.warning("entry_no_longer_ours", entry_id=entry_id)
+            for entry_id in kept.lost:
+                if entry_id in self.capacity.held:  # not just acknowledged meanwhile
+                    self._log.warning("entry_no_longer_ours", entry_id=entry_id)
+            self._gone.update(kept.gone)
 
     # --- one entry ---------------------------------------------------------------------
 
     def _spawn(self, entry_id: str, raw: Mapping[bytes, bytes], attempt: int) -> None:
-        self._held.add(entry_id)
+        if not self.capacity.hold(entry_id):
+            return  # already ours and in progress (taken over from ourselves)
+        self._m.held.set(len(self.capacity.held))
         task = asyncio.create_task(self._process(entry_id, decode_fields(raw), attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _process(self, entry_id: str, fields: dict[str, bytes], attempt: int) -> None:
+        generation = self._generation
         try:
             if attempt > self.retry.max_attempts:
                 await self._dead_letter(
@@ -276,64 +320,126 @@ class Worker:
                 )  # fmt: skip
                 return
             try:
-                event = parse_entry(self.stream, entry_id, fields, attempt)
+                event = parse_entry(self.stream, entry_id, fields, attempt, self._state)
             except MalformedEntry as exc:
                 await self._dead_letter(entry_id, fields, attempt, f"malformed entry: {exc}")
                 return
             while True:
-                async with self._slots.hold():
-                    error = await self._attempt(event)
-                if error is None:
+                outcome = await self._run_once(event)
+                if outcome.handled:
                     await self._redis_call(self._acks.ack, entry_id)
-                    self.metrics.handled.labels(*self._labels).inc()
+                    self._m.handled.inc()
                     return
+                if outcome.rejected:
+                    self._m.rejected.inc()
+                    await self._dead_letter(entry_id, fields, event.attempt, outcome.error)
+                    return
+                if entry_id in self._gone:
+                    await self._lost(entry_id, "deleted while its handler was failing")
+                    return
+                if self.breaker.failed(entry_id) is Verdict.OUTAGE:
+                    self._m.paused.set(1)
+                    continue  # not counted: the next try waits for the breaker's probe turn
                 if event.attempt >= self.retry.max_attempts:
-                    await self._dead_letter(entry_id, fields, event.attempt, error)
+                    await self._dead_letter(entry_id, fields, event.attempt, outcome.error)
                     return
-                delay = self.retry.delay(event.attempt)
-                self.metrics.retried.labels(*self._labels).inc()
-                self._log.info(
-                    "retry_scheduled", entry_id=entry_id, attempt=event.attempt,
-                    retry_in_s=round(delay, 3),
-                )  # fmt: skip
-                if await self._sleep(delay):
-                    return  # stopping: left pending, taken over later
-                deliveries = await self._redis_call(self._claims.reclaim, entry_id)
+                deliveries = await self._wait_and_reclaim(event, outcome, generation)
                 if deliveries <= 0:
-                    self._log.info(
-                        "retry_dropped", entry_id=entry_id,
-                        reason="taken over" if deliveries == 0 else "message deleted",
-                    )  # fmt: skip
                     return
                 event = replace(event, attempt=deliveries)
+        except _Stopping:
+            pass  # left pending: taken over after claim_idle, by us or another consumer
         except ResponseError as exc:
             # NOGROUP and the like: the entry's state went with the group; nothing to ack.
             self._log.error("entry_abandoned", entry_id=entry_id, error=str(exc))
         finally:
-            self._held.discard(entry_id)
+            self.capacity.release(entry_id)
+            self._gone.discard(entry_id)
+            self._m.held.set(len(self.capacity.held))
+            if not self.capacity.held and self.breaker.is_open and not self._stopping.is_set():
+                self.breaker.nothing_to_probe()
+                self._m.paused.set(0)
 
-    async def _attempt(self, event: Event) -> str | None:
-        """Run the handler once; the error text when it raised."""
-        self.metrics.in_flight.labels(*self._labels).inc()
-        started = time.perf_counter()
-        error: str | None = None
+    async def _run_once(self, event: Event) -> Outcome:
+        """One attempt, once the breaker and a handler slot let it run."""
+        if self._stopping.is_set():
+            raise _Stopping
+        probe = await self._or_stop(self.breaker.admit()) if self.breaker.is_open else False
         try:
-            await self.handler(event)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            if not self.capacity.try_acquire_slot():
+                await self._or_stop(self.capacity.acquire_slot())
+            try:
+                outcome = await self._attempt(event)
+            finally:
+                self.capacity.release_slot()
+            if outcome.handled and self.breaker.succeeded():
+                self._m.paused.set(0)
+            return outcome
         finally:
-            self.metrics.in_flight.labels(*self._labels).dec()
+            if probe:
+                self.breaker.release()
+
+    async def _wait_and_reclaim(self, event: Event, outcome: Outcome, generation: int) -> int:
+        """Wait out the backoff, then claim the entry again: its new delivery count, or
+        ``<= 0`` when it is no longer ours to retry."""
+        after = outcome.retry_after
+        delay = self.retry.delay(event.attempt) if after is None else after
+        self._m.retried.inc()
+        self._log.info(
+            "retry_scheduled", entry_id=event.entry_id, attempt=event.attempt,
+            retry_in_s=round(delay, 3),
+        )  # fmt: skip
+        await self._or_stop(asyncio.sleep(delay))
+        deliveries = int(await self._redis_call(self._claims.reclaim, event.entry_id))
+        if deliveries == -1:  # acknowledged by the reclaim
+            await self._lost(event.entry_id, "deleted while waiting for its retry", ack=False)
+        elif deliveries == 0 and event.entry_id in self._gone:
+            await self._lost(event.entry_id, "deleted while waiting for its retry")
+        elif deliveries == 0 and generation != self._generation:
+            await self._lost(event.entry_id, "its group was recreated meanwhile")
+        elif deliveries == 0:
+            self._log.info("retry_dropped", entry_id=event.entry_id, reason="taken over")
+        return deliveries
+
+    async def _attempt(self, event: Event) -> Outcome:
+        """Run the handler once and say how it went."""
+        self._m.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            outcome = await self._call_handler(event)
+        finally:
+            self._m.in_flight.dec()
         elapsed = time.perf_counter() - started
-        outcome = "handled" if error is None else "failed"
-        self.metrics.latency.labels(*self._labels, outcome).observe(elapsed)
-        if error is not None:
-            self.metrics.failed.labels(*self._labels).inc()
+        kind = "handled" if outcome.handled else "rejected" if outcome.rejected else "failed"
+        self._m.latency[kind].observe(elapsed)
+        if kind == "failed":
+            self._m.failed.inc()
         self._log.info(
             "attempt", entry_id=event.entry_id, id=event.id, _event=event.event,
-            attempt=event.attempt, outcome=outcome, latency_ms=round(elapsed * 1000, 3),
-            **({"error": error} if error else {}),
+            attempt=event.attempt, outcome=kind, latency_ms=round(elapsed * 1000, 3),
+            **({"error": outcome.error} if outcome.error else {}),
         )  # fmt: skip
-        return error
+        return outcome
+
+    async def _call_handler(self, event: Event) -> Outcome:
+        timeout = asyncio.timeout(self.handler_timeout) if self.handler_timeout else None
+        try:
+            if timeout is None:
+                await self.handler(event)
+            else:
+                async with timeout:
+                    await self.handler(event)
+        except Reject as exc:
+            return Outcome(False, f"Reject: {exc.reason}", rejected=True)
+        except Retry as exc:
+            return Outcome(False, f"Retry: {exc}", retry_after=exc.after)
+        except TimeoutError as exc:
+            if timeout is not None and timeout.expired():
+                return Outcome(False, f"HandlerTimeout: ran longer than {self.handler_timeout}s")
+            return Outcome(False, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            return Outcome(False, f"{type(exc).__name__}: {exc}")
+        return Outcome(True)
 
     async def _dead_letter(
         self, entry_id: str, fields: dict[str, bytes], attempts: int, error: str
@@ -342,10 +448,37 @@ class Worker:
             dead_letter, self.redis, self.stream, self.group, entry_id, fields,
             error=error, attempts=attempts,
         )  # fmt: skip
-        self.metrics.dead_lettered.labels(*self._labels).inc()
+        self._m.dead_lettered.inc()
         self._log.warning("dead_lettered", entry_id=entry_id, attempts=attempts, error=error[:500])
 
+    async def _lost(self, entry_id: str, reason: str, *, ack: bool = True) -> None:
+        """An entry of the group went before its handler succeeded: never silently."""
+        self._m.lost.inc()
+        self._log.error("entry_lost", entry_id=entry_id, reason=reason)
+        if ack:
+            await self._redis_call(self.redis.xack, self.stream, self.group, entry_id)
+
     # --- helpers -----------------------------------------------------------------------
+
+    async def _or_stop(self, step: Awaitable[T]) -> T:
+        """Await ``step`` unless the worker stops first (then raise ``_Stopping``)."""
+        if self._stopping.is_set():
+            if asyncio.iscoroutine(step):
+                step.close()
+            raise _Stopping
+        task = asyncio.ensure_future(step)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            raise _Stopping
+        return task.result()
 
     async def _redis_call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
         """Retry a Redis step through a short outage; every step here is idempotent."""
@@ -373,13 +506,11 @@ class Worker:
                 raise
 
     async def _recreate_group(self) -> None:
-        # The group vanished (Redis restarted without persistence, or it was deleted): start
-        # it at 0 so entries written since are not skipped; at-least-once beats a gap.
-        self._log.warning("group_missing_recreating")
-        await self._ensure_group("0")
-
-    async def _sleep(self, seconds: float) -> bool:
-        """Sleep unless stopping; True when the worker is stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        return self._stopping.is_set()
+        """The group vanished (an operator's ``XGROUP DESTROY``, Redis restarted without
+        persistence): recreate it after the newest entry this worker was given, so that
+        what it handled is not handled again; at ``0`` if it was given nothing."""
+        start_id = self._last_read or "0"
+        self._generation += 1
+        self._claims.restart_scan()
+        self._log.warning("group_missing_recreating", start_id=start_id)
+        await self._ensure_group(start_id)

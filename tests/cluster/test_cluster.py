@@ -69,6 +69,24 @@ async def test_fan_out_across_shards_exactly_once(
         assert response.status == 200
 
 
+async def test_content_marks_dedupe_across_shards(
+    start_relay: StartRelay, cluster: RedisCluster, http: aiohttp.ClientSession
+) -> None:
+    """The content mark lives in each stream's dedupe set, in that stream's slot: a twin
+    under another id is a duplicate on every shard."""
+    server = await start_relay(cluster.url, RELAY_REDIS_CLUSTER=True)
+    url = f"http://127.0.0.1:{server.public_port}/webhooks/anyformat"
+    body = event_body(extraction_id="ex-cluster")
+    assert await concurrent_copies(http, url, body, sign(body, msg_id="msg_1"), 1) == ["accepted"]
+    twins = [await concurrent_copies(http, url, body, sign(body, msg_id=f"msg_{n}"), 1)
+             for n in range(2, 6)]  # fmt: skip
+    assert twins == [["duplicate"]] * 4
+    client = cluster.client()
+    for stream in STREAMS:
+        [(_, fields)] = client.xrange(stream)
+        assert fields[b"id"] == b"msg_1"
+
+
 @pytest.fixture
 def fake_api() -> Iterator[FakeAnyFormat]:
     api = FakeAnyFormat().start()

@@ -67,6 +67,25 @@ async def test_a_redelivery_is_a_duplicate_and_writes_nothing(
     assert len(entries(redis_sync, "anyformat:events")) == 1
 
 
+async def test_the_same_event_under_another_id_is_a_duplicate_with_no_rotation_on(
+    start_relay: StartRelay, redis_url: str, redis_sync: redis.Redis, http: aiohttp.ClientSession
+) -> None:
+    """Content marks are always on: a copy from another subscription (or a reconciled twin)
+    is answered duplicate whatever this replica believes about rotations."""
+    server = await start_relay(redis_url)
+    first = event_body(extraction_id="ex-1")
+    twin = event_body(extraction_id="ex-1", note="a different body, the same event")
+    status, answer = await post(http, server, first, sign(first, msg_id="msg_a"))
+    assert (status, answer["status"]) == (200, "accepted")
+    status, answer = await post(http, server, twin, sign(twin, msg_id="msg_b"))
+    assert (status, answer) == (200, {"status": "duplicate", "id": "msg_b"})
+    failed = event_body("extraction.failed", extraction_id="ex-1")
+    status, answer = await post(http, server, failed, sign(failed, msg_id="msg_c"))
+    assert (status, answer["status"]) == (200, "accepted")
+    assert [f[b"id"] for f in entries(redis_sync, "anyformat:events")] == [b"msg_a", b"msg_c"]
+    assert len(entries(redis_sync, "anyformat:events:extraction.completed")) == 1
+
+
 async def test_fifty_concurrent_copies_of_one_delivery_make_one_entry_per_stream(
     start_relay: StartRelay, redis_url: str, redis_sync: redis.Redis, http: aiohttp.ClientSession
 ) -> None:

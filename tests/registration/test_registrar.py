@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError
 
 from relay.registration.client import AnyFormatClient, ApiKeyRejected, ApiValidationError
+from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
+from relay.registration.lock import LockLost
 from relay.registration.record import RegistrationRecord, load_record
+from relay.registration.registrar import SAVE_ATTEMPTS
+from relay.streams.keys import registration_key
 from tests.registration.conftest import EVENTS, PUBLIC_URL, registrar
 from tests.support.fake_anyformat import FakeAnyFormat
+from tests.support.redis_server import RedisServer
 
 FOREIGN = "https://someone-else.example.test/hook"
+RECORD_KEY = registration_key("anyformat", PUBLIC_URL)
 
 
 async def stored(client: Redis):  # type: ignore[no-untyped-def]
@@ -57,15 +67,50 @@ async def test_a_subscription_deleted_upstream_is_replaced(
     assert [w["id"] for w in fake_api.for_url(PUBLIC_URL)] == [second.id]
 
 
-@pytest.mark.parametrize("change", [{"is_active": False}, {"events": ["extraction.completed"]}])
-async def test_an_inactive_or_narrower_subscription_is_replaced(
-    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat, change: dict[str, object]
+async def test_an_inactive_subscription_is_replaced_and_deleted_at_once(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
 ) -> None:
     first = await registrar(client, api_client).ensure()
-    fake_api.webhooks[first.id].update(change)
+    fake_api.webhooks[first.id]["is_active"] = False
     second = await registrar(client, api_client).ensure()
-    assert second.id != first.id
-    assert first.id in fake_api.deleted()
+    assert second.id != first.id and second.retiring == []
+    assert fake_api.deleted() == [first.id]
+
+
+async def test_an_active_predecessor_retires_with_a_grace_period_instead_of_being_deleted(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    """Subscribed to fewer events than we now want, but active: it may still hold retries
+    of deliveries, so its secret stays accepted until the grace period is over."""
+    first = await registrar(client, api_client).ensure()
+    fake_api.webhooks[first.id]["events"] = ["extraction.completed"]
+    reg = registrar(client, api_client, retire_grace=60)
+    second = await reg.ensure()
+    assert second.id != first.id and fake_api.deleted() == []
+    [old] = second.retiring
+    assert old.id == first.id and old.secret == first.secret
+    assert old.delete_after is not None and 59 < old.delete_after - time.time() <= 60
+    stored_now = await stored(client)
+    assert stored_now is not None and stored_now.secrets[1] == first.secret.get_secret_value()
+    await reg.retire_due()
+    assert fake_api.deleted() == []  # not due yet
+    again = await registrar(client, api_client).ensure()  # a restart meanwhile reuses both
+    assert again == stored_now and len(fake_api.created()) == 2
+
+
+async def test_a_retiring_predecessor_is_deleted_exactly_when_its_grace_period_is_over(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    first = await registrar(client, api_client).ensure()
+    fake_api.webhooks[first.id]["events"] = ["extraction.completed"]
+    reg = registrar(client, api_client, retire_grace=0)
+    second = await reg.ensure()
+    [old] = second.retiring
+    assert old.delete_after is not None and old.delete_after <= time.time()  # the edge: due
+    await reg.retire_due()
+    assert fake_api.deleted() == [first.id]
+    after = await stored(client)
+    assert after is not None and after.retiring == [] and after.id == second.id
 
 
 async def test_lost_redis_with_three_subscriptions_for_our_url_leaves_exactly_one(
@@ -175,10 +220,143 @@ async def test_maintenance_replaces_a_subscription_deleted_while_serving(
 ) -> None:
     replaced: asyncio.Queue[RegistrationRecord | None] = asyncio.Queue()
     reg = registrar(client, api_client, on_record=replaced.put_nowait)
-    first = await reg.ensure()
-    await replaced.get()  # the first creation
+    keeper = RegistrationKeeper(
+        reg,
+        RegistrationMetrics(CollectorRegistry()),
+        can_serve=lambda: True,
+        recheck_interval=0.1,
+        retire_interval=0.05,
+    )
+    task = asyncio.create_task(keeper.run())
+    first = await asyncio.wait_for(replaced.get(), 5)  # the first creation
+    assert first is not None
     fake_api.webhooks.pop(first.id)
-    task = asyncio.create_task(reg.maintain(recheck_interval=0.1, retire_interval=0.05))
-    second = await asyncio.wait_for(replaced.get(), 5)
+    while (second := await asyncio.wait_for(replaced.get(), 5)) == first:
+        pass  # the keeper hands the record over again after each check
     task.cancel()
     assert second is not None and second.id != first.id
+
+
+# --- the edges of creation -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["reset", "error", "timeout"])
+async def test_a_create_whose_answer_was_lost_leaves_exactly_one_subscription(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat, how: str
+) -> None:
+    """The lost create took effect; before creating again the registrar lists and deletes
+    the same-URL subscription it holds no secret for. Others' URLs are never touched."""
+    foreign = fake_api.add(FOREIGN)
+    fake_api.lose_next_create(how)
+    record = await registrar(client, api_client).ensure()
+    [lost, kept] = [c for c in fake_api.calls if c.method == "POST"]
+    assert lost.lost == how and kept.status == 201 and kept.lost is None
+    [orphan] = fake_api.deleted()  # the one the lost answer would have named
+    assert orphan != record.id and orphan not in fake_api.webhooks
+    assert [w["id"] for w in fake_api.for_url(PUBLIC_URL)] == [record.id]
+    methods = [c.method for c in fake_api.calls]
+    assert methods == ["GET", "POST", "GET", "DELETE", "POST"]  # list before creating again
+    assert foreign in fake_api.webhooks and await stored(client) == record
+
+
+async def test_a_retried_create_keeps_the_subscriptions_whose_secret_we_hold(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    """During a rotation the current subscription is ours: only the lost one goes."""
+    reg = registrar(client, api_client)
+    current = await reg.ensure()
+    fake_api.lose_next_create("reset")
+    new, old_id = await reg.rotate(grace=60)
+    assert old_id == current.id and len(fake_api.deleted()) == 1
+    assert {w["id"] for w in fake_api.for_url(PUBLIC_URL)} == {current.id, new.id}
+
+
+async def test_a_listed_url_spelled_differently_is_still_ours(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    first = await registrar(client, api_client).ensure()
+    fake_api.webhooks[first.id]["url"] = "HTTPS://Relay.Example.TEST:443/webhooks/anyformat"
+    orphan = fake_api.add("https://RELAY.example.test/webhooks/anyformat")
+    other_path = fake_api.add("https://relay.example.test/webhooks/AnyFormat")  # paths differ
+    other_port = fake_api.add("https://relay.example.test:8443/webhooks/anyformat")
+    again = await registrar(client, api_client).ensure()
+    assert again.id == first.id and len(fake_api.created()) == 1  # reused, not replaced
+    assert fake_api.deleted() == [orphan]
+    assert other_path in fake_api.webhooks and other_port in fake_api.webhooks
+
+
+def save_refused(server: RedisServer) -> Redis:
+    """A client that may take the lock and read the record but not write it: every save
+    fails (NOPERM) until :func:`save_allowed`."""
+    server.client().acl_setuser(
+        "registrar", enabled=True, passwords=["+pw"], commands=["+@all"],
+        keys=["%RW~anyformat:registration:*:lock", "%R~anyformat:registration:*"],
+    )  # fmt: skip
+    return Redis.from_url(f"redis://registrar:pw@127.0.0.1:{server.port}/0")
+
+
+def save_allowed(server: RedisServer) -> None:
+    server.client().acl_setuser("registrar", enabled=True, keys=["~*"])
+
+
+async def test_a_subscription_whose_secret_cannot_be_saved_is_deleted(
+    own_redis: RedisServer, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    limited = save_refused(own_redis)
+    with pytest.raises(NoPermissionError):
+        await registrar(limited, api_client).ensure()
+    assert len(fake_api.created()) == 1 and len(fake_api.deleted()) == 1
+    assert fake_api.for_url(PUBLIC_URL) == []  # nothing left that nobody could verify
+    [denied] = own_redis.client().acl_log()  # identical denials are counted in one entry
+    assert denied["object"] == RECORD_KEY and denied["count"] == SAVE_ATTEMPTS  # retried
+    assert own_redis.client().get(RECORD_KEY) is None
+    await limited.aclose()
+
+
+async def test_a_save_that_fails_then_succeeds_keeps_the_subscription(
+    own_redis: RedisServer,
+    api_client: AnyFormatClient,
+    fake_api: FakeAnyFormat,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from relay.registration import client as client_module
+
+    limited = save_refused(own_redis)
+
+    async def repaired_during_the_wait(delay: float) -> None:
+        save_allowed(own_redis)  # e.g. Redis failed over while the registrar waited
+
+    monkeypatch.setattr(client_module, "backoff_sleep", repaired_during_the_wait)
+    record = await registrar(limited, api_client).ensure()
+    [denied] = own_redis.client().acl_log()
+    assert denied["object"] == RECORD_KEY and denied["count"] == 1  # failed once, then saved
+    assert [w["id"] for w in fake_api.for_url(PUBLIC_URL)] == [record.id]
+    assert fake_api.deleted() == [] and len(fake_api.created()) == 1
+    assert await load_record(limited, "anyformat", PUBLIC_URL) == record
+    await limited.aclose()
+
+
+async def test_a_holder_whose_lock_was_taken_over_makes_no_further_api_call(
+    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+) -> None:
+    """The holder waits on the API while its lock expires and another replica takes it:
+    when the answer comes, it stops before its next call (the create) and leaves the new
+    holder's lock alone."""
+    fake_api.hold("GET")
+    reg = registrar(client, api_client)
+    holder = asyncio.create_task(reg.ensure())
+    await until(lambda: [c.method for c in fake_api.calls] == ["GET"])  # mid-call, holding
+    assert await client.set(reg.lock_key, "the-new-holder", xx=True, px=30_000)  # taken over
+    fake_api.release("GET")
+    with pytest.raises(LockLost):
+        await asyncio.wait_for(holder, 10)
+    assert [c.method for c in fake_api.calls] == ["GET"]  # no create, no delete
+    assert await client.get(reg.lock_key) == b"the-new-holder"
+    assert await stored(client) is None
+
+
+async def until(condition: Callable[[], bool], within: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never met"
+        await asyncio.sleep(0.01)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 
 import aiohttp
@@ -124,7 +125,10 @@ async def test_rotation_overlap_accepts_both_secrets_and_writes_one_entry(
     record = await load_record(server.relay.redis, "anyformat", PUBLIC_URL)
     assert record is not None and len(record.secrets) == 2
     new_secret = record.secret.get_secret_value()
-    await asyncio.sleep(0.4)  # every replica re-reads the record
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(server.relay.secrets.keys) != 2:  # the replica re-reads the record
+        assert asyncio.get_running_loop().time() < deadline, "rotation never seen"
+        await asyncio.sleep(0.02)
 
     # AnyFormat delivers the same event to both subscriptions, under different ids.
     body = event_body(extraction_id="ex-rotated")
@@ -258,7 +262,9 @@ def test_cli_register_list_unregister(own_redis: RedisServer, fake_api: FakeAnyF
     import sys
 
     foreign = fake_api.add("https://someone-else.example.test/h")
-    env = {"PATH": "/usr/bin:/bin", **env_for(own_redis, fake_api)}
+    # PYTHONPATH passed on: the commands run this checkout's code, not an installed copy.
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+           **env_for(own_redis, fake_api)}  # fmt: skip
 
     def relay(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "relay", *args], env=env, cwd="/",

@@ -8,12 +8,17 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from relay.streams.marks import content_mark
 from relay.streams.writer import Entry, FanoutWriter
 from tests.support.redis_server import RedisServer
 
 
 def entry(message_id: str) -> Entry:
-    return Entry(message_id, "extraction.completed", b'{"event":"x"}', 1, "ex", "")
+    """A distinct event per id: its own extraction, so its own content mark."""
+    mark = content_mark("extraction.completed", f"ex-{message_id}", "processed")
+    return Entry(
+        message_id, "extraction.completed", b'{"event":"x"}', 1, f"ex-{message_id}", "", mark
+    )
 
 
 @pytest.fixture

@@ -11,19 +11,22 @@ from redis.asyncio import Redis
 
 from relay.streams.append import SHA as FANOUT_SHA
 from relay.streams.keys import dedupe_key
+from relay.streams.marks import content_mark
 from relay.streams.writer import Entry, FanoutWriter
 
 PAYLOAD = b'{"event": "extraction.completed", "data": {"n": "\xc3\xa9\\u0000"}}  '
 
 
-def entry(message_id: str = "msg_1", payload: bytes = PAYLOAD) -> Entry:
+def entry(message_id: str = "msg_1", payload: bytes = PAYLOAD, extraction_id: str = "") -> Entry:
+    """An entry; with an ``extraction_id`` it carries that event's content mark."""
     return Entry(
         id=message_id,
         event="extraction.completed",
         payload=payload,
         received_at=1_711_281_750_000,
-        extraction_id="ex-1",
+        extraction_id=extraction_id,
         workflow_id="",
+        content_mark=content_mark("extraction.completed", extraction_id, "processed"),
     )
 
 
@@ -38,7 +41,7 @@ async def test_writes_the_contract_fields_byte_for_byte(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
     writer = FanoutWriter(client, dedupe_ttl=60)
-    written = await writer.write(entry(), ["s:a", "s:b"])
+    written = await writer.write(entry(extraction_id="ex-1"), ["s:a", "s:b"])
     assert all(written)
     for stream, entry_id in zip(["s:a", "s:b"], written, strict=True):
         [(found_id, fields)] = redis_sync.xrange(stream)
@@ -83,13 +86,69 @@ async def test_fifty_concurrent_copies_make_exactly_one_entry_per_stream(
     assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 1
 
 
-async def test_any_mark_already_seen_makes_it_a_duplicate(
+async def test_the_same_content_under_another_id_is_a_duplicate(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    """Always, not only during a rotation: a copy from the other subscription, or a
+    reconciled twin, carries another id but the same content mark."""
+    writer = FanoutWriter(client, dedupe_ttl=60)
+    assert all(await writer.write(entry("msg_1", extraction_id="ex-1"), ["s:a", "s:b"]))
+    twin = entry("msg_2", extraction_id="ex-1")
+    assert await writer.write(twin, ["s:a", "s:b"]) == [None, None]
+    assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 1
+
+
+async def test_another_event_of_the_same_extraction_is_written(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
     writer = FanoutWriter(client, dedupe_ttl=60)
-    await writer.write(entry("msg_1"), ["s:a"], marks=["msg_1", "content:abc"])
-    assert await writer.write(entry("msg_2"), ["s:a"], marks=["msg_2", "content:abc"]) == [None]
-    assert redis_sync.xlen("s:a") == 1
+    await writer.write(entry("msg_1", extraction_id="ex-1"), ["s:a"])
+    failed = entry("msg_2", extraction_id="ex-1")
+    failed.content_mark = content_mark("extraction.failed", "ex-1", "error")
+    assert (await writer.write(failed, ["s:a"]))[0] is not None
+    assert (await writer.write(entry("msg_3", extraction_id="ex-2"), ["s:a"]))[0] is not None
+    assert redis_sync.xlen("s:a") == 3
+
+
+async def test_without_an_extraction_id_only_the_message_id_counts(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, dedupe_ttl=60)
+    await writer.write(entry("msg_1"), ["s:a"])
+    assert (await writer.write(entry("msg_2"), ["s:a"]))[0] is not None
+    assert redis_sync.zrange(dedupe_key("s:a"), 0, -1) == [b"msg_1", b"msg_2"]
+
+
+async def test_both_marks_are_recorded_with_the_entry_and_share_its_window(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, dedupe_ttl=60)
+    written = await writer.write(entry("msg_1", extraction_id="ex-1"), ["s:a"])
+    mark = content_mark("extraction.completed", "ex-1", "processed")
+    [(entry_id, _)] = redis_sync.xrange("s:a")
+    assert written == [entry_id.decode()]
+    id_score = redis_sync.zscore(dedupe_key("s:a"), "msg_1")
+    assert id_score is not None and redis_sync.zscore(dedupe_key("s:a"), mark) == id_score
+    assert int(entry_id.split(b"-")[0]) == int(id_score)  # one Redis time for all three
+    assert 59_000 < redis_sync.pttl(dedupe_key("s:a")) <= 60_000
+
+
+async def test_a_content_mark_expires_with_the_dedupe_window(
+    client: Redis, redis_sync: redis.Redis
+) -> None:
+    writer = FanoutWriter(client, dedupe_ttl=1)
+    await writer.write(entry("msg_1", extraction_id="ex-1"), ["s:a"])
+    await _wait_gone(redis_sync, dedupe_key("s:a"))
+    assert (await writer.write(entry("msg_2", extraction_id="ex-1"), ["s:a"]))[0] is not None
+    assert redis_sync.xlen("s:a") == 2
+
+
+async def _wait_gone(redis_sync: redis.Redis, key: str) -> None:
+    """Poll until Redis expired ``key`` (a deadline, not a sleep as synchronisation)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while redis_sync.exists(key):
+        assert asyncio.get_running_loop().time() < deadline, f"{key} never expired"
+        await asyncio.sleep(0.02)
 
 
 async def test_the_mark_expires_after_the_dedupe_window(

@@ -37,7 +37,20 @@ class RedisCluster:
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         self.wait_ok()
+        self.wait_replicated()
         return self
+
+    def wait_replicated(self, seconds: float = 30) -> None:
+        """Until every master's replicas have synced (``WAIT`` answers), so that tests of
+        replica acknowledgement start from a healthy cluster."""
+        deadline = time.monotonic() + seconds
+        for node in self.nodes:
+            client = node.client()
+            while client.execute_command("ROLE")[0] == b"master":
+                if client.execute_command("WAIT", self.replicas, 100) >= self.replicas:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the replicas of {node.port} did not sync")
 
     def wait_ok(self, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds

@@ -56,6 +56,9 @@ async def publish(client: Redis, count: int = 1, stream: str = STREAM) -> list[s
             received_at=time.time_ns() // 1_000_000,
             extraction_id=f"ex-{n}",
             workflow_id="wf",
+            # Calls reuse ex-0, ex-1…: the id alone makes each a new entry (marks are
+            # specified in tests/streams).
+            content_mark=None,
         )
         [entry_id] = await writer.write(entry, [stream])
         assert entry_id is not None

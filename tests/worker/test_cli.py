@@ -38,10 +38,36 @@ def test_dlq_list_shows_a_table_and_json(cli: CliRunner, redis_sync: redis.Redis
     assert lines[0].split() == [
         "DLQ_ID", "ORIGINAL_ID", "ID", "EVENT", "GROUP", "ATTEMPTS", "FAILED_AT", "ERROR",
     ]  # fmt: skip
-    assert len(lines) == 3 and ids[0] in lines[1] and "failure number 0" in lines[1]
+    assert len(lines) == 4 and ids[0] in lines[1] and "failure number 0" in lines[1]
+    assert lines[3] == f"more: relay dlq list {STREAM} --limit 2 --after {ids[1]}"
+    last_page = cli.invoke(main, ["dlq", "list", STREAM, "--limit", "2", "--after", ids[1]])
+    assert [line.split()[0] for line in last_page.output.splitlines()[1:]] == [ids[2]]
     as_json = json.loads(cli.invoke(main, ["dlq", "list", STREAM, "--json"]).output)
     assert [row["dlq_id"] for row in as_json] == ids
     assert as_json[0]["failed_at"] == "2024-03-24T12:02:40+00:00"
+
+
+def test_dlq_list_pages_through_a_large_dlq_and_replay_all_takes_every_page(
+    cli: CliRunner, redis_sync: redis.Redis
+) -> None:
+    with redis_sync.pipeline(transaction=False) as pipe:
+        for n in range(2500):
+            pipe.xadd(DLQ, {"id": f"msg_{n}", "event": "e", "payload": "{}", "error": "x"})
+        ids = [entry_id.decode() for entry_id in pipe.execute()]
+    seen: list[str] = []
+    after: list[str] = []
+    while True:
+        page = cli.invoke(main, ["dlq", "list", STREAM, "--json", "--limit", "1000", *after])
+        rows = json.loads(page.output)
+        if not rows:
+            break
+        seen += [row["dlq_id"] for row in rows]
+        after = ["--after", rows[-1]["dlq_id"]]
+    assert seen == ids  # every dead letter once, in order, over three pages
+
+    result = cli.invoke(main, ["dlq", "replay", STREAM, "--all"])
+    assert result.output.splitlines()[-1] == f"2500 replayed onto {STREAM}, 0 not found"
+    assert redis_sync.xlen(STREAM) == 2500 and redis_sync.xlen(DLQ) == 0
 
 
 def test_dlq_list_of_an_empty_dlq(cli: CliRunner) -> None:

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
+from relay.streams.keys import dedupe_key
 from relay.worker import Event, RetryPolicy
-from relay.worker.deadletter import dead_letter, list_dead, purge, replay
+from relay.worker.deadletter import dead_letter, list_dead, purge, replay, replay_marks_key
 from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
 
 DLQ = f"{STREAM}:dlq"
@@ -49,8 +50,8 @@ async def test_replay_puts_the_entry_back_once_and_empties_the_dlq(
     [letter] = await list_dead(client, STREAM, 10)
     failing = False
 
-    assert await replay(client, STREAM, letter.dlq_id, maxlen=1000) == "replayed"
-    assert await replay(client, STREAM, letter.dlq_id, maxlen=1000) == "absent"
+    assert await replay(client, STREAM, letter.dlq_id) == "replayed"
+    assert await replay(client, STREAM, letter.dlq_id) == "absent"
     await eventually(lambda: asyncio.sleep(0, len(handled) == 1))
     await worker.stop()
     assert await client.xlen(DLQ) == 0
@@ -75,11 +76,11 @@ async def test_a_replay_interrupted_before_the_removal_is_finished_not_doubled(
 
     monkeypatch.setattr(client, "xdel", connection_lost)
     with pytest.raises(ConnectionError):
-        await replay(client, STREAM, letter.dlq_id, maxlen=1000)
+        await replay(client, STREAM, letter.dlq_id)
     monkeypatch.undo()
     assert await client.xlen(STREAM) == 2 and await client.xlen(DLQ) == 1
 
-    assert await replay(client, STREAM, letter.dlq_id, maxlen=1000) == "finished"
+    assert await replay(client, STREAM, letter.dlq_id) == "finished"
     assert await client.xlen(STREAM) == 2 and await client.xlen(DLQ) == 0
 
 
@@ -95,3 +96,35 @@ async def test_purge_all_or_before_a_time(client: Redis) -> None:
 
 async def _length(client: Redis, stream: str, n: int) -> bool:
     return int(await client.xlen(stream)) == n
+
+
+async def test_replay_marks_outlive_the_ingest_dedupe_window(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay interrupted before the DLQ removal, finished after RELAY_DEDUPE_TTL has
+    expired the stream's dedupe set, still appends nothing twice: its mark has its own key,
+    kept 30 days."""
+    await publish(client)
+    entry_id, fields = await read_one(client)
+    await dead_letter(client, STREAM, GROUP, entry_id, fields, error="boom", attempts=5)
+    [letter] = await list_dead(client, STREAM, 10)
+
+    async def connection_lost(*args: object) -> None:
+        raise ConnectionError("connection lost before XDEL")
+
+    monkeypatch.setattr(client, "xdel", connection_lost)
+    with pytest.raises(ConnectionError):
+        await replay(client, STREAM, letter.dlq_id)
+    monkeypatch.undo()
+
+    # The ingest window passes: its dedupe set expires, and later deliveries trim it.
+    await client.delete(dedupe_key(STREAM))
+    await publish(client)
+    assert await client.exists(replay_marks_key(STREAM))
+    ttl_days = await client.pttl(replay_marks_key(STREAM)) / 86_400_000
+    assert 29.9 < ttl_days <= 30
+
+    assert await replay(client, STREAM, letter.dlq_id) == "finished"
+    ids = [fields[b"id"] for _, fields in await client.xrange(STREAM)]
+    assert ids.count(fields["id"]) == 2  # the original and exactly one replay
+    assert await client.xlen(DLQ) == 0

@@ -102,7 +102,7 @@ def test_worker_metrics_endpoint(own_redis: RedisServer) -> None:
     process = worker(own_redis, "tests.support.handlers:record")
     process.start(wait_ready=False)
     try:
-        process.wait_until("/healthz")
+        process.wait_until("/readyz")  # ready: the group exists
         wait_for(lambda: client.xpending(STREAM, GROUP)["pending"] == 0 and records(client))
         import urllib.request
 
@@ -114,6 +114,28 @@ def test_worker_metrics_endpoint(own_redis: RedisServer) -> None:
     assert f'relay_worker_handled_total{{group="{GROUP}",stream="{STREAM}"}} 1.0' in text
     assert "relay_worker_handler_duration_seconds_bucket" in text
     assert "relay_worker_in_flight" in text
+    labels = f'{{group="{GROUP}",stream="{STREAM}"}}'
+    for zero in ("relay_worker_entries_lost_total", "relay_worker_paused", "relay_worker_held"):
+        assert f"{zero}{labels} 0.0" in text  # present before anything happens: alertable
+
+
+def test_worker_readyz_follows_redis(own_redis: RedisServer) -> None:
+    process = worker(own_redis, "tests.support.handlers:record")
+    process.start(wait_ready=False)
+
+    try:
+        process.wait_until("/readyz")
+        own_redis.kill()
+        wait_for(
+            lambda: (
+                _get(process, "/readyz")
+                == (503, '{"status": "not_ready", "reason": "redis_unreachable"}')
+            )
+        )
+        own_redis.start()
+        wait_for(lambda: _get(process, "/readyz")[0] == 200)  # the group is back too (recreated)
+    finally:
+        assert process.terminate() == 0
 
 
 @pytest.mark.parametrize(
@@ -134,3 +156,44 @@ def test_a_bad_handler_is_a_clear_error_at_start(handler: str, message: str) -> 
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bad_lifespan_is_a_clear_error_at_start() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "relay", "worker", "--stream", "s", "--group", "g",
+         "--handler", "tests.support.handlers:record",
+         "--lifespan", "tests.support.handlers:record"],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "is not a lifespan" in result.stderr and "asynccontextmanager" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_worker_started_before_redis_waits_for_it(own_redis: RedisServer) -> None:
+    own_redis.kill()
+    process = worker(own_redis, "tests.support.handlers:record")
+    process.start(wait_ready=False)
+    try:
+        wait_for(lambda: '"msg":"redis_error"' in process.output())
+        assert process.process.poll() is None  # type: ignore[union-attr]
+        status, body = _get(process, "/readyz")
+        assert (status, json.loads(body)["reason"]) == (503, "starting")
+        own_redis.start()
+        entry_id = publish(own_redis.client()).decode()
+        wait_for(lambda: [r["entry_id"] for r in records(own_redis.client())] == [entry_id])
+        assert _get(process, "/readyz")[0] == 200
+    finally:
+        assert process.terminate() == 0
+
+
+def _get(process: RelayProcess, path: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        url = f"http://127.0.0.1:{process.admin_port}{path}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

@@ -1,0 +1,1 @@
+"""Redis high availability: Sentinel, replica acknowledgement, masters killed under load."""

@@ -1,0 +1,101 @@
+"""Helpers for the tests that run whole relays: settings, deliveries, waiting on state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import aiohttp
+import redis
+
+from relay.server import RelayServer
+from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
+from tests.support.http import relay_metrics
+from tests.support.signing import sign
+
+PUBLIC_URL = "https://relay.example.test/webhooks/anyformat"
+PATH = "/webhooks/anyformat"
+STATE = "anyformat:reconcile"
+T = TypeVar("T")
+
+
+def reconciling(fake_api: FakeAnyFormat, **extra: object) -> dict[str, object]:
+    """A relay registering with the fake API, hence reconciling through it."""
+    return {
+        "RELAY_REGISTER": True,
+        "RELAY_WEBHOOK_SECRET": None,
+        "ANYFORMAT_API_KEY": API_KEY,
+        "ANYFORMAT_BASE_URL": fake_api.url,
+        "RELAY_PUBLIC_URL": PUBLIC_URL,
+        "RELAY_SECRET_REFRESH_INTERVAL": 0.1,
+        **extra,
+    }
+
+
+def only_secret(fake_api: FakeAnyFormat) -> str:
+    [webhook] = fake_api.for_url(PUBLIC_URL)
+    return fake_api.secrets[webhook["id"]]
+
+
+def webhook_body(run_id: str, workflow_id: str, status: str) -> bytes:
+    """What AnyFormat sends when ``run_id`` ends in ``status``."""
+    event = "extraction.completed" if status == "processed" else "extraction.failed"
+    data = {"extraction_id": run_id, "status": status, "workflow_id": workflow_id,
+            "processed_at": "2026-11-27T08:00:00Z" if status == "processed" else None}  # fmt: skip
+    return json.dumps({"event": event, "timestamp": "2026-11-27T08:00:00Z", "data": data}).encode()
+
+
+async def deliver(
+    http: aiohttp.ClientSession, url: str, secret: str, body: bytes
+) -> tuple[int, str]:
+    async with http.post(url + PATH, data=body, headers=sign(body, secret=secret)) as response:
+        return response.status, (await response.json()).get("status", "")
+
+
+def public_url(server: RelayServer) -> str:
+    return f"http://127.0.0.1:{server.public_port}"
+
+
+def set_heartbeat(client: redis.Redis, seconds_ago: float) -> None:
+    """As if the last relay stopped receiving ``seconds_ago`` (the relays' own record)."""
+    client.hset(STATE, "heartbeat", round((time.time() - seconds_ago) * 1000))
+
+
+async def eventually(check: Callable[[], T], within: float = 20, what: str = "") -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within}s: {what or check}")
+        await asyncio.sleep(0.05)
+
+
+async def metrics_with(
+    http: aiohttp.ClientSession, server: RelayServer, *lines: str, within: float = 20
+) -> str:
+    """The relay's /metrics once it shows every one of ``lines`` (counted after the sweep
+    recorded itself in Redis, so polled, not read once)."""
+    deadline = time.monotonic() + within
+    while True:
+        text = await relay_metrics(http, server)
+        if all(line in text for line in lines):
+            return text
+        if time.monotonic() > deadline:
+            missing = [line for line in lines if line not in text]
+            raise AssertionError(f"not in /metrics within {within}s: {missing}")
+        await asyncio.sleep(0.05)
+
+
+def by_extraction(client: redis.Redis, stream: str) -> dict[str, list[dict[str, str]]]:
+    """Every entry of ``stream`` grouped by extraction id (a doubled event has two)."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for _, raw in client.xrange(stream):
+        fields = {key.decode(): value.decode() for key, value in raw.items()}
+        found.setdefault(fields["extraction_id"], []).append(fields)
+    return found

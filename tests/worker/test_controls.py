@@ -1,0 +1,167 @@
+"""What a handler can say: Reject, Retry(after=…), a time limit, and shared resources."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+
+from relay.worker import Event, Reject, Retry, RetryPolicy
+from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+
+DLQ = f"{STREAM}:dlq"
+SLOW = RetryPolicy(max_attempts=5, backoff_base=60, backoff_max=60)
+FAST = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.02)
+
+
+async def pending(client: Redis) -> int:
+    return int((await client.xpending(STREAM, GROUP))["pending"])
+
+
+async def test_reject_sends_the_entry_to_the_dlq_at_once(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    [entry_id] = await publish(client)
+    calls: list[int] = []
+
+    async def handler(event: Event) -> None:
+        calls.append(event.attempt)
+        raise Reject("customer deleted")
+
+    worker = await start_worker(handler, retry=FAST)
+    await eventually(lambda: _length(client, DLQ, 1))
+    await eventually(lambda: _no_pending(client))
+    [(_, dead)] = await client.xrange(DLQ)
+    assert (dead[b"error"], dead[b"attempts"]) == (b"Reject: customer deleted", b"1")
+    assert dead[b"original_id"] == entry_id.encode()
+    assert calls == [1]  # no further attempt
+    assert worker.worker.metrics.rejected.labels(STREAM, GROUP)._value.get() == 1
+
+
+async def test_retry_after_replaces_the_backoff(client: Redis, start_worker: StartWorker) -> None:
+    """With a 60 s backoff configured, Retry(after=0.05) brings the second attempt now."""
+    await publish(client)
+    calls: list[int] = []
+
+    async def handler(event: Event) -> None:
+        calls.append(event.attempt)
+        if event.attempt == 1:
+            raise Retry(after=0.05)
+
+    await start_worker(handler, retry=SLOW)
+    await eventually(lambda: _no_pending_and(client, lambda: calls == [1, 2]))
+    assert await client.xlen(DLQ) == 0
+
+
+async def test_retry_after_is_honoured_when_longer_than_the_backoff(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    """Beside an entry retried on the short backoff, one that asked for an hour waits."""
+    patient, hasty = await publish(client, 2)
+    calls: list[tuple[str, int]] = []
+
+    async def handler(event: Event) -> None:
+        calls.append((event.entry_id, event.attempt))
+        if event.entry_id == patient:
+            raise Retry(after=3600)
+        if event.attempt == 1:
+            raise RuntimeError("flaky")
+
+    await start_worker(handler, retry=FAST)
+    await eventually(lambda: asyncio.sleep(0, (hasty, 2) in calls))
+    assert (patient, 2) not in calls
+    assert await pending(client) == 1  # the patient entry, still held for its retry
+
+
+async def test_retry_still_counts_as_an_attempt(client: Redis, start_worker: StartWorker) -> None:
+    await publish(client)
+
+    async def handler(event: Event) -> None:
+        raise Retry(after=0, reason="rate limited")
+
+    await start_worker(handler, retry=FAST)
+    await eventually(lambda: _length(client, DLQ, 1))
+    [(_, dead)] = await client.xrange(DLQ)
+    assert (dead[b"error"], dead[b"attempts"]) == (b"Retry: rate limited", b"3")
+
+
+async def test_a_handler_past_its_timeout_is_cancelled_and_retried(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    await publish(client)
+    cancelled: list[int] = []
+    calls: list[int] = []
+
+    async def handler(event: Event) -> None:
+        calls.append(event.attempt)
+        if event.attempt == 1:
+            try:
+                await asyncio.Event().wait()  # hangs for ever
+            except asyncio.CancelledError:
+                cancelled.append(event.attempt)
+                raise
+
+    worker = await start_worker(handler, retry=FAST, handler_timeout=0.2)
+    await eventually(lambda: _no_pending_and(client, lambda: calls == [1, 2]))
+    assert cancelled == [1]
+    assert worker.worker.metrics.failed.labels(STREAM, GROUP)._value.get() == 1
+    assert await client.xlen(DLQ) == 0
+
+
+async def test_a_timeout_raised_by_the_handler_itself_is_an_ordinary_failure(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    await publish(client)
+
+    async def handler(event: Event) -> None:
+        raise TimeoutError("the billing API did not answer")
+
+    await start_worker(handler, retry=FAST, handler_timeout=30)
+    await eventually(lambda: _length(client, DLQ, 1))
+    [(_, dead)] = await client.xrange(DLQ)
+    assert dead[b"error"] == b"TimeoutError: the billing API did not answer"
+
+
+async def test_the_lifespan_wraps_every_handler_call_once_per_worker(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    await publish(client, 3)
+    journal: list[str] = []
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def lifespan() -> AsyncIterator[dict[str, object]]:
+        journal.append("open")
+        yield {"session": "the shared session"}
+        journal.append("close")
+
+    async def handler(event: Event) -> None:
+        journal.append(f"handle {event.state['session']}")
+        if len(journal) == 4:  # the last entry: still running when the worker is stopped
+            started.set()
+            await release.wait()
+
+    worker = await start_worker(handler, lifespan=lifespan, concurrency=1)
+    await asyncio.wait_for(started.wait(), 10)
+    worker.worker.stop()
+    await eventually(lambda: asyncio.sleep(0, worker.worker.phase == "draining"))
+    assert journal[-1] == "handle the shared session"  # still open while a handler runs
+    release.set()
+    await asyncio.wait_for(worker.task, 10)
+    assert journal == ["open", *["handle the shared session"] * 3, "close"]
+
+
+async def _length(client: Redis, stream: str, n: int) -> bool:
+    return int(await client.xlen(stream)) == n
+
+
+async def _no_pending(client: Redis) -> bool:
+    return await pending(client) == 0
+
+
+async def _no_pending_and(client: Redis, check: object) -> bool:
+    assert callable(check)
+    return bool(check()) and await pending(client) == 0
