@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import sys
 import uuid
@@ -23,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from redis.asyncio import Redis
 
 from relay.streams.keys import dedupe_key
+from relay.streams.marks import content_mark
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
 from tests.support.redis_server import RedisServer
@@ -42,7 +42,7 @@ def delivery(n: int) -> Entry:
                  "workflow_id": workflow_id, "processed_at": "2024-03-24T12:02:30.000Z"},
     }).encode()  # fmt: skip
     return Entry(f"msg_{uuid.uuid4().hex[:27]}", "extraction.completed", body,
-                 1_711_281_750_000 + n, extraction_id, workflow_id)  # fmt: skip
+                 1_711_281_750_000 + n, extraction_id, workflow_id, None)  # fmt: skip
 
 
 async def fill(url: str, count: int, with_content_marks: bool) -> list[str]:
@@ -52,19 +52,17 @@ async def fill(url: str, count: int, with_content_marks: bool) -> list[str]:
     try:
         for start in range(0, count, 500):
             batch = [delivery(n) for n in range(start, min(count, start + 500))]
-            await asyncio.gather(*(writer.write(entry, streams, marks(entry, with_content_marks))
+            await asyncio.gather(*(writer.write(with_marks(entry, with_content_marks), streams)
                                    for entry in batch))  # fmt: skip
     finally:
         await client.aclose()
     return list(streams)
 
 
-def marks(entry: Entry, with_content_marks: bool) -> tuple[str, ...]:
-    if not with_content_marks:
-        return (entry.id,)
-    # relay.ingest.envelope's content mark: content: + a SHA-256 hex digest.
-    digest = hashlib.sha256(f"{entry.event}\0{entry.extraction_id}\0processed".encode())
-    return (entry.id, f"content:{digest.hexdigest()}")
+def with_marks(entry: Entry, with_content_marks: bool) -> Entry:
+    if with_content_marks:
+        entry.content_mark = content_mark(entry.event, entry.extraction_id, "processed")
+    return entry
 
 
 def main() -> None:

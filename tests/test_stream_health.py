@@ -47,7 +47,7 @@ async def test_the_figures_agree_with_xinfo_groups_and_xpending(
     redis_sync.xadd(STREAM, {"id": "old"}, id=f"{an_hour_ago}-0")
     writer = FanoutWriter(client, dedupe_ttl=60)
     for n in range(30):
-        await writer.write(Entry(f"m{n}", "e", b"{}", 0, "", ""), [STREAM])
+        await writer.write(Entry(f"m{n}", "e", b"{}", 0, "", "", None), [STREAM])
     redis_sync.xgroup_create(STREAM, "slow", id="0")
     redis_sync.xgroup_create(STREAM, "done", id="0")
     redis_sync.xadd(STREAM, {"id": "late"})  # unread by both groups

@@ -224,7 +224,7 @@ async def test_nothing_is_lost_or_doubled_while_appends_reads_and_trims_interlea
     async def produce() -> None:
         # Bursts of 100 concurrent deliveries: the backlog runs far past the target.
         for start in range(0, total, 100):
-            entries = [Entry(f"m{n}", "extraction.completed", b"{}", 0, "", "")
+            entries = [Entry(f"m{n}", "extraction.completed", b"{}", 0, "", "", None)
                        for n in range(start, start + 100)]  # fmt: skip
             await asyncio.gather(*(writer.write(entry, [STREAM]) for entry in entries))
         appended.set()
