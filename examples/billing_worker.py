@@ -42,7 +42,7 @@ async def handle(event: Event) -> None:
         raise Reject("no data.extraction_id: nothing to bill")
     usage = {"extraction_id": extraction_id, "status": data.get("status"), "event": event.event}
     if not BILLING_API_URL:
-        log.info("would_bill", **usage, attempt=event.attempt)
+        log.info("would_bill", usage=usage, attempt=event.attempt)
         return
     http: aiohttp.ClientSession = event.state["http"]  # from the lifespan
     # Deliveries are at-least-once: the API deduplicates on the webhook id.

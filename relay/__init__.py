@@ -1,16 +1,29 @@
 """AnyFormat Relay: verified webhooks in, Redis Streams out.
 
-Workers import their runtime from here: ``from relay import Event, Worker``.
+Workers import their runtime from here: ``from relay import Event, Worker``. The runtime
+(redis-py, Prometheus) is imported on first use, so that commands which do not run a worker,
+and ``relay --version`` above all, do not pay for it.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:  # the one source of the version: the package metadata, from pyproject.toml
     __version__ = version("anyformat-relay")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-# After __version__: the worker modules read it.
-from relay.worker import Event, RetryPolicy, Worker
+if TYPE_CHECKING:
+    from relay.worker import Event, RetryPolicy, Worker
 
 __all__ = ["Event", "RetryPolicy", "Worker", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Event", "RetryPolicy", "Worker"):
+        import relay.worker
+
+        return getattr(relay.worker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

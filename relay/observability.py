@@ -174,9 +174,22 @@ class IngestMetrics:
         )
         self.in_flight = Gauge(
             "relay_deliveries_in_flight",
-            "Deliveries being handled (bounded by RELAY_MAX_IN_FLIGHT), sampled every second.",
+            "Deliveries being written, their bodies read and verified (bounded by "
+            "RELAY_MAX_IN_FLIGHT), sampled every second.",
             registry=r,
             multiprocess_mode="livesum",
+        )
+        self.connections = Gauge(
+            "relay_public_connections",
+            "Open connections on the public port (bounded by RELAY_MAX_CONNECTIONS), sampled "
+            "every second.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.connections_refused = Counter(
+            "relay_public_connections_refused",
+            "Connections closed on arrival: RELAY_MAX_CONNECTIONS were already open.",
+            registry=r,
         )
         self.entries_written = Counter(
             "relay_stream_entries_written", "Stream entries written by the fan-out.", registry=r

@@ -12,7 +12,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay import __version__
@@ -21,6 +21,10 @@ from relay.settings import Settings, sentinel_address
 MINIMUM_VERSION = (7, 0)  # XAUTOCLAIM's reply with deleted ids (workers); Lua on 7's terms
 
 log = structlog.get_logger("relay.redis")
+
+# Redis unreachable, whichever client: the cluster client reports a cluster it cannot reach
+# at all with an exception outside RedisError.
+REDIS_DOWN = (RedisError, RedisClusterException)
 
 
 def redis_from_settings(settings: Settings) -> Redis:
@@ -127,7 +131,7 @@ async def wait_for_version(redis: Redis, *, retry_every: float = 1.0) -> str:
     while True:
         try:
             return await check_version(redis)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, RedisClusterException) as exc:
             if not warned:
                 log.warning("redis_unavailable_at_start", error=type(exc).__name__)
                 warned = True

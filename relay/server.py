@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -22,16 +22,23 @@ from prometheus_client import (
     multiprocess,
 )
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from relay import __version__
+from relay.ingest.connections import SERVER_HEADER, ConnectionLimits, PublicServer, PublicSite
 from relay.ingest.handler import IngestHandler
+from relay.ingest.remote import ClientAddress
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
 from relay.reconcile.metrics import ReconcileMetrics
 from relay.reconcile.reconciler import Reconciler
-from relay.redis_client import RedisTooOld, check_version, redis_from_settings, wait_for_version
+from relay.redis_client import (
+    REDIS_DOWN,
+    RedisTooOld,
+    check_version,
+    redis_from_settings,
+    wait_for_version,
+)
 from relay.registration.client import AnyFormatClient, ApiError
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.record import SecretCodec, SecretUnreadable
@@ -47,6 +54,8 @@ from relay.tls import ReloadingContext
 log = structlog.get_logger("relay.server")
 
 IN_FLIGHT_SAMPLE_SECONDS = 1.0
+MAX_HEADERS = 64
+HTTP_VERSIONS = (HttpVersion11, HttpVersion10)
 
 
 def multiprocess_metrics() -> bool:
@@ -68,6 +77,7 @@ class Relay:
     draining: bool = False
     health: StreamHealthCollector = field(default_factory=StreamHealthCollector)
     version_checked: bool = False
+    public: PublicServer | None = None  # built with the listener: it needs the loop
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:
@@ -98,6 +108,7 @@ class Relay:
             metrics=metrics,
             max_body_bytes=settings.max_body_bytes,
             max_in_flight=settings.max_in_flight,
+            client_address=ClientAddress(settings.trusted_proxies),
         )
         relay = cls(settings, redis, secrets, verifier, router, writer, metrics, ingest)
         metrics.registry.register(relay.health)
@@ -116,16 +127,19 @@ class Relay:
             await check_version(self.redis)
             self.version_checked = True
             await self.writer.load_script()
-        except RedisError as exc:
+        except REDIS_DOWN as exc:
             log.warning("redis_unavailable_at_start", error=type(exc).__name__)
         await self.secrets.refresh(strict=True)
 
     def sample_in_flight(self) -> None:
-        """Copy the number of deliveries in flight to its gauge: done on each scrape and
-        once a second (other processes' scrapes read it with RELAY_WORKERS > 1), which is
-        cheaper than two gauge updates per delivery. The signing keys ride along."""
+        """Copy the deliveries in flight and the open public connections to their gauges:
+        done on each scrape and once a second (other processes' scrapes read them with
+        RELAY_WORKERS > 1), which is cheaper than gauge updates per delivery. The signing keys
+        ride along."""
         self.metrics.in_flight.set(self.ingest.in_flight)
         self.metrics.signing_keys.set(len(self.secrets.keys))
+        if self.public is not None:
+            self.metrics.connections.set(self.public.open_connections)
 
     async def readiness(self) -> dict[str, str]:
         problems = {}
@@ -135,28 +149,53 @@ class Relay:
             problems["signing_keys"] = "none loaded"
         try:
             await self.redis.ping()
-        except RedisError as exc:
+        except REDIS_DOWN as exc:
             problems["redis"] = type(exc).__name__
         return problems
 
 
-def build_public_server(relay: Relay) -> web.Server:
+def build_public_server(relay: Relay) -> PublicServer:
     """aiohttp's low-level server: the public listener has one path and one method, so it
-    pays for no router, match info or middleware chain on each delivery."""
+    pays for no router, match info or middleware chain on each delivery. Its connections
+    carry the deadlines and the cap of relay.ingest.connections."""
     handler = relay.ingest
     path = relay.settings.path
+    not_found = {"status": "not_found"}
+    not_allowed = {"status": "method_not_allowed"}
 
     async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
-        if request.path != path:
-            return web.json_response({"status": "not_found"}, status=404)
-        if request.method != "POST":
-            return web.json_response(
-                {"status": "method_not_allowed"}, status=405, headers={"Allow": "POST"}
+        if request.version not in HTTP_VERSIONS:  # aiohttp's Python parser takes any
+            response = web.json_response(
+                {"status": "rejected", "reason": "http_version"},
+                status=400,
+                headers={"Server": SERVER_HEADER},
             )
+            response.force_close()
+            return response
+        if request.path != path:
+            return web.json_response(not_found, status=404, headers={"Server": SERVER_HEADER})
+        if request.method != "POST":
+            headers = {"Allow": "POST", "Server": SERVER_HEADER}
+            return web.json_response(not_allowed, status=405, headers=headers)
         return await handler.handle(request)
 
-    # lingering_time=0: a refused body (413) is never read to its end.
-    return web.Server(dispatch, access_log=None, lingering_time=0)
+    settings = relay.settings
+    limits = ConnectionLimits(
+        client_timeout=settings.client_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        max_connections=settings.max_connections,
+    )
+    # lingering_time=0: a refused body (413) is never read to its end. max_headers: a
+    # signed delivery carries about a dozen; a hundred and more only cost memory.
+    relay.public = PublicServer(
+        dispatch,
+        limits=limits,
+        metrics=relay.metrics,
+        access_log=None,
+        lingering_time=0,
+        max_headers=MAX_HEADERS,
+    )
+    return relay.public
 
 
 def build_admin_app(relay: Relay) -> web.Application:
@@ -180,7 +219,11 @@ def build_admin_app(relay: Relay) -> web.Application:
             body = generate_latest(relay.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def no_software_named(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = SERVER_HEADER
+
     app = web.Application()
+    app.on_response_prepare.append(no_software_named)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -243,15 +286,16 @@ class RelayServer:
         await self._public.setup()
         await self._admin.setup()
         shared = self.settings.worker_index is not None  # RELAY_WORKERS > 1: SO_REUSEPORT
-        public = web.TCPSite(
+        public = PublicSite(
             self._public,
             self.settings.host,
             self.settings.port,
             ssl_context=self.tls.context if self.tls is not None else None,
             reuse_port=shared,
+            handshake_timeout=self.settings.client_timeout,
         )
         admin = web.TCPSite(
-            self._admin, self.settings.host, self.settings.admin_port, reuse_port=shared
+            self._admin, self.settings.admin_bind_host, self.settings.admin_port, reuse_port=shared
         )
         await public.start()
         await admin.start()

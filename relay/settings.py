@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -23,6 +24,7 @@ DEFAULT_WEBHOOK_PATH = "/webhooks/anyformat"
 MAX_URL_LENGTH = 2083  # the provider's OpenAPI limit for webhook URLs
 
 Port = Annotated[int, Field(ge=0, le=65535)]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _split_commas(value: Any) -> Any:
@@ -108,6 +110,14 @@ class Settings(BaseSettings):
     tls_cert_file: Path | None = Field(None, validation_alias="RELAY_TLS_CERT_FILE")
     tls_key_file: Path | None = Field(None, validation_alias="RELAY_TLS_KEY_FILE")
     admin_port: Port = Field(9090, validation_alias="RELAY_ADMIN_PORT")
+    # Unset: the admin listener binds RELAY_HOST (what Kubernetes probes and scrapes need).
+    admin_host: str | None = Field(None, min_length=1, validation_alias="RELAY_ADMIN_HOST")
+    client_timeout: float = Field(10.0, gt=0, validation_alias="RELAY_CLIENT_TIMEOUT")
+    keepalive_timeout: float = Field(15.0, gt=0, validation_alias="RELAY_KEEPALIVE_TIMEOUT")
+    max_connections: int = Field(4096, ge=1, validation_alias="RELAY_MAX_CONNECTIONS")
+    trusted_proxies: Annotated[list[Network], NoDecode] = Field(
+        default_factory=list, validation_alias="RELAY_TRUSTED_PROXIES"
+    )
     shutdown_timeout: float = Field(25.0, gt=0, validation_alias="RELAY_SHUTDOWN_TIMEOUT")
     workers: int = Field(1, ge=1, le=64, validation_alias="RELAY_WORKERS")
     # Set by the supervisor of RELAY_WORKERS > 1 for each serving process; not for users.
@@ -135,6 +145,20 @@ class Settings(BaseSettings):
     @classmethod
     def _events_from_csv(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        parts = _split_commas(value)
+        if not isinstance(parts, list):
+            return parts
+        networks = []
+        for part in parts:
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or CIDR") from None
+        return networks
 
     @field_validator("log_level", "log_format", "signature_scheme", mode="before")
     @classmethod
@@ -277,6 +301,10 @@ class Settings(BaseSettings):
         return parts
 
     @property
+    def admin_bind_host(self) -> str:
+        return self.admin_host or self.host
+
+    @property
     def path(self) -> str:
         """The public webhook path: explicit, else that of the public URL, else the default."""
         if self.webhook_path:
@@ -316,6 +344,31 @@ SECRET_FIELDS = frozenset(
 )
 
 
+def mask_url(value: str) -> str:
+    """``value`` with the passwords of a URL in it replaced by ``***`` (any scheme).
+
+    ``redis://user:secret@host/0`` → ``redis://user:***@host/0``, and a ``password=``
+    query parameter (which redis-py also reads) likewise; anything else is unchanged.
+    """
+    if "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return value.split("://", 1)[0] + "://***"  # unparseable: show the scheme only
+    if password:
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostinfo}")
+    if "password=" in parts.query.lower():
+        query = [
+            (name, "***" if name.lower() == "password" else item)
+            for name, item in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
+
+
 def describe_errors(error: ValidationError) -> list[str]:
     """One line per problem, naming the variable; never echoes a secret's value."""
     lines = []
@@ -323,6 +376,9 @@ def describe_errors(error: ValidationError) -> list[str]:
         name = str(item["loc"][0]) if item["loc"] else ""
         message = item["msg"].removeprefix("Value error, ")
         if name and name not in SECRET_FIELDS and "input" in item and item["type"] != "value_error":
-            message = f"{message} (got {item['input']!r})"
+            shown = item["input"]
+            if isinstance(shown, str):
+                shown = mask_url(shown)
+            message = f"{message} (got {shown!r})"
         lines.append(f"{name}: {message}" if name else message)
     return lines

@@ -11,7 +11,9 @@ from redis.asyncio import Redis
 
 from relay.redis_client import RedisTooOld, SentinelMaster, check_version, redis_from_settings
 from relay.settings import Settings, describe_errors
-from tests.support.redis_server import RedisServer
+from relay.worker.process import _run_on_a_fit_redis
+from relay.worker.runtime import Worker
+from tests.support.redis_server import RedisServer, free_port
 from tests.support.signing import SECRET
 
 BASE = {"RELAY_REGISTER": "false", "RELAY_WEBHOOK_SECRET": SECRET}
@@ -93,10 +95,11 @@ async def test_a_real_server_passes_the_version_check(own_redis: RedisServer) ->
 
 
 class ReportsVersion(Redis):
-    """A client whose server says it is ``version`` (no Redis 6 is installed to ask)."""
+    """A client whose server says it is ``version`` (no Redis 6 is installed to ask); every
+    other command finds nothing listening."""
 
     def __init__(self, version: str) -> None:
-        super().__init__()
+        super().__init__(port=free_port(), socket_connect_timeout=1)
         self.version = version
 
     async def info(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
@@ -112,3 +115,18 @@ async def test_an_older_server_is_refused_with_a_clear_message(version: str) -> 
 @pytest.mark.parametrize("version", ["7.0.0", "7.2.4", "8.2.1", "10.0.0"])
 async def test_seven_and_newer_pass(version: str) -> None:
     assert await check_version(ReportsVersion(version)) == version
+
+
+async def test_a_worker_on_an_older_server_stops_with_the_message() -> None:
+    redis = ReportsVersion("6.2.14")
+
+    async def handler(event: object) -> None:
+        raise AssertionError("never called")
+
+    worker = Worker(redis, stream="s", group="g", handler=handler)
+    try:
+        with pytest.raises(SystemExit, match=r"relay: Redis 6\.2\.14 is too old"):
+            await _run_on_a_fit_redis(worker, redis)
+        assert worker.phase == "stopped"
+    finally:
+        await redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from relay.settings import Settings, describe_errors
+from relay.settings import Settings, describe_errors, mask_url
 from tests.support.signing import SECRET
 
 BASE = {"RELAY_REGISTER": "false", "RELAY_WEBHOOK_SECRET": SECRET}
@@ -37,6 +38,20 @@ def test_defaults_follow_the_contract() -> None:
     assert (s.max_body_bytes, s.log_level, s.log_format) == (1_048_576, "info", "json")
     assert s.path == "/webhooks/anyformat"
     assert Settings.model_fields["self_register"].default is True
+    assert (s.client_timeout, s.keepalive_timeout, s.max_connections) == (10, 15, 4096)
+    assert (s.trusted_proxies, s.admin_bind_host) == ([], "0.0.0.0")
+
+
+def test_trusted_proxies_are_addresses_or_networks() -> None:
+    s = settings(RELAY_TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7,2001:db8::/32")
+    assert [str(network) for network in s.trusted_proxies] == [
+        "10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32",
+    ]  # fmt: skip
+
+
+def test_the_admin_listener_binds_the_public_host_unless_told_otherwise() -> None:
+    assert settings(RELAY_HOST="192.0.2.1").admin_bind_host == "192.0.2.1"
+    assert settings(RELAY_ADMIN_HOST="127.0.0.1").admin_bind_host == "127.0.0.1"
 
 
 def test_the_webhook_path_defaults_to_that_of_the_public_url() -> None:
@@ -78,6 +93,11 @@ def test_lists_are_comma_separated() -> None:
         ({"RELAY_PORT": "9090"}, "RELAY_ADMIN_PORT must differ from RELAY_PORT"),
         ({"RELAY_WEBHOOK_SECRET": "whsec_***"}, "RELAY_WEBHOOK_SECRET is not a Standard"),
         ({"RELAY_WEBHOOK_SECRET": " , "}, "RELAY_WEBHOOK_SECRET: is set but holds no secret"),
+        ({"RELAY_CLIENT_TIMEOUT": "0"}, "RELAY_CLIENT_TIMEOUT: Input should be greater than 0"),
+        ({"RELAY_KEEPALIVE_TIMEOUT": "-1"}, "RELAY_KEEPALIVE_TIMEOUT: Input should be greater"),
+        ({"RELAY_MAX_CONNECTIONS": "0"}, "RELAY_MAX_CONNECTIONS: Input should be greater"),
+        ({"RELAY_TRUSTED_PROXIES": "10.0.0.0/33"}, "RELAY_TRUSTED_PROXIES: '10.0.0.0/33' is not"),
+        ({"RELAY_TRUSTED_PROXIES": "proxy.local"}, "RELAY_TRUSTED_PROXIES: 'proxy.local' is not"),
     ],
 )
 def test_bad_values_are_named_with_the_reason(values: dict[str, Any], expected: str) -> None:
@@ -140,9 +160,11 @@ def test_a_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # PYTHONPATH carried over: the command must run the code under test, not an installed copy.
+    python_path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     return subprocess.run(
         [sys.executable, "-m", "relay", *args],
-        env={"PATH": "/usr/bin:/bin", **env},
+        env={"PATH": "/usr/bin:/bin", **python_path, **env},
         capture_output=True,
         text=True,
         timeout=30,
@@ -183,3 +205,42 @@ def test_retention_targets_default_off_and_the_hard_cap_sits_above_the_target() 
     assert problems(RELAY_STREAM_MAX_AGE="-1")[0].startswith(
         "RELAY_STREAM_MAX_AGE: Input should be greater"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:hunter2@redis:6379/0", "redis://user:***@redis:6379/0"),
+        ("rediss://:hunter2@redis.example.com/1", "rediss://:***@redis.example.com/1"),
+        ("redis://user:p%40ss:w@[2001:db8::1]:6379", "redis://user:***@[2001:db8::1]:6379"),
+        ("redis://user:a@b@host/0", "redis://user:***@host/0"),
+        ("unix://:hunter2@/run/redis.sock?db=0", "unix://:***@/run/redis.sock?db=0"),
+        ("redis://redis/0?password=hunter2&db=1", "redis://redis/0?password=***&db=1"),
+        ("redis://user@redis/0", "redis://user@redis/0"),
+        ("redis://redis:6379/0", "redis://redis:6379/0"),
+        ("https://api.anyformat.ai", "https://api.anyformat.ai"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_the_password_of_a_url_is_masked(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
+
+
+def test_relay_config_masks_the_password_of_every_url() -> None:
+    env = {
+        **BASE,
+        "RELAY_REDIS_URL": "redis://relay:hunter2@redis:6379/0",
+        "ANYFORMAT_BASE_URL": "https://bot:hunter3@api.anyformat.ai",
+        "RELAY_PUBLIC_URL": "https://relay.example.com/webhooks/anyformat?password=hunter4",
+        "RELAY_REDIS_SENTINELS": "sentinel-a:26379,sentinel-b:26379",
+        "RELAY_REDIS_SENTINEL_PASSWORD": "hunter5",
+    }
+    text = run_cli("config", env=env)
+    as_json = run_cli("config", "--json", env=env)
+    for result in (text, as_json):
+        assert result.returncode == 0, result.stderr
+        assert "hunter" not in result.stdout
+    assert "RELAY_REDIS_URL=redis://relay:***@redis:6379/0" in text.stdout
+    assert "ANYFORMAT_BASE_URL=https://bot:***@api.anyformat.ai" in text.stdout
+    assert "password=***" in text.stdout
+    assert '"RELAY_REDIS_URL": "redis://relay:***@redis:6379/0"' in as_json.stdout

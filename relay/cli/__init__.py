@@ -1,10 +1,9 @@
 """Every ``relay`` command. Thin: parse, load settings, call into the parts.
 
-Each module adds its commands to the one ``main`` group; importing them here registers them.
+Each module adds its commands to the one ``main`` group; ``relay.cli.app.COMMANDS`` names the
+module of each command, which is imported only when that command is used.
 """
 
-from relay.cli import dev, reconcile, registration, serve, workers
 from relay.cli.app import main
-from relay.cli.workers import parse_before
 
-__all__ = ["dev", "main", "parse_before", "reconcile", "registration", "serve", "workers"]
+__all__ = ["main"]

@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from pydantic import ValidationError
 
 from relay import __version__
-from relay.settings import Settings, describe_errors
+
+if TYPE_CHECKING:
+    from relay.settings import Settings
 
 EXIT_CONFIG = 2
 T = TypeVar("T")
+
+# Which module of relay.cli defines each command. A module is imported only when one of its
+# commands runs (or `relay --help` lists them all), and the modules import what is heavy
+# (aiohttp, redis, pydantic, the worker runtime) inside the commands' bodies: each command
+# pays only for what it uses, and `relay --version` for none of it.
+COMMANDS = {
+    "run": "serve",
+    "config": "serve",
+    "healthcheck": "serve",
+    "dev": "dev",
+    "trigger": "dev",
+    "tail": "dev",
+    "register": "registration",
+    "unregister": "registration",
+    "rotate-secret": "registration",
+    "webhooks": "registration",
+    "generate-key": "registration",
+    "reconcile": "reconcile",
+    "worker": "workers",
+    "dlq": "workers",
+    "stats": "workers",
+}
 
 
 def fail(lines: list[str]) -> NoReturn:
@@ -26,13 +49,30 @@ def fail(lines: list[str]) -> NoReturn:
 
 def load_settings() -> Settings:
     """Settings from the environment and ``.env``; a bad value ends the process here."""
+    from pydantic import ValidationError
+
+    from relay.settings import Settings, describe_errors
+
     try:
         return Settings()
     except ValidationError as exc:
         fail(describe_errors(exc))
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose commands are imported from their module (``COMMANDS``) when needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            # Importing the module registers its commands on `main` (their decorators).
+            importlib.import_module(f"relay.cli.{COMMANDS[cmd_name]}")
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="relay")
 def main() -> None:
     """AnyFormat Relay: verified webhooks in, Redis Streams out."""
@@ -44,12 +84,16 @@ def run_loop(coroutine: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
     except ImportError:
+        import asyncio
+
         asyncio.run(coroutine)
     else:
         uvloop.run(coroutine)
 
 
 def with_redis(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    import asyncio
+
     from relay.redis_client import redis_from_settings
 
     async def go() -> T:

@@ -7,12 +7,9 @@ import contextlib
 import sys
 from typing import Any
 
-import aiohttp
 import click
-from pydantic import SecretStr
 
 from relay.cli.app import load_settings, main, run_loop, with_redis
-from relay.observability import configure_logging
 
 # --- local development -----------------------------------------------------------------
 
@@ -24,9 +21,11 @@ def dev() -> None:
     import os
 
     import redis as sync_redis
+    from pydantic import SecretStr
 
     from relay.dev.embedded import start_embedded_redis
     from relay.dev.state import DevState, save_state
+    from relay.observability import configure_logging
     from relay.server import FatalError, serve
 
     settings = load_settings()
@@ -95,6 +94,8 @@ Next, in another terminal:
 def trigger(event: str, url: str | None, secret: str | None, workflow_id: str | None) -> None:
     """Send a correctly signed sample EVENT delivery to a running relay."""
     import os
+
+    import aiohttp
 
     from relay.dev.state import load_state
     from relay.dev.trigger import sample_body, send, signed_headers

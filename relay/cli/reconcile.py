@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import click
 
 from relay.cli.app import fail, load_settings, main
-from relay.observability import configure_logging
 
 
 def _when(seconds: float) -> str:
@@ -34,6 +33,7 @@ def reconcile(since: str | None, dry_run: bool) -> None:
     """
     from redis.exceptions import RedisError
 
+    from relay.observability import configure_logging
     from relay.reconcile.metrics import ReconcileMetrics
     from relay.reconcile.reconciler import Busy, Reconciler
     from relay.reconcile.sweep import Recovered, SweepResult

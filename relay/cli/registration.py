@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
 from relay.cli.app import T, fail, load_settings, main, table
-from relay.observability import configure_logging
-from relay.settings import Settings
+
+if TYPE_CHECKING:
+    from relay.settings import Settings
 
 # --- registration --------------------------------------------------------------------------
 
@@ -36,6 +37,7 @@ def _with_registrar(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(registrar)``; API errors end the command with their message, exit 1."""
     from redis.exceptions import RedisError
 
+    from relay.observability import configure_logging
     from relay.redis_client import redis_from_settings
     from relay.registration.client import AnyFormatClient, ApiError
     from relay.registration.lock import LockLost

@@ -7,12 +7,8 @@ from typing import Any
 
 import click
 import orjson
-from pydantic import SecretStr
 
 from relay.cli.app import fail, load_settings, main, run_loop
-from relay.observability import configure_logging
-from relay.settings import Settings
-from relay.streams.routes import RoutesFile
 
 
 @main.command()
@@ -21,6 +17,8 @@ def run() -> None:
     settings = load_settings()
     if problems := settings.serving_problems():
         fail(problems)
+    from relay.observability import configure_logging
+
     configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1 and settings.worker_index is None:
         from relay.supervisor import supervise
@@ -36,6 +34,12 @@ def run() -> None:
 
 
 def _shown(value: Any) -> Any:
+    """A setting as ``relay config`` prints it: secrets and the passwords of URLs masked."""
+    from pydantic import SecretStr
+
+    from relay.settings import mask_url
+    from relay.streams.routes import RoutesFile
+
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, SecretStr):
@@ -43,7 +47,9 @@ def _shown(value: Any) -> Any:
     if isinstance(value, RoutesFile):
         return value.path
     if isinstance(value, list):
-        return ",".join(str(item) for item in value)
+        return ",".join(mask_url(str(item)) for item in value)
+    if isinstance(value, str):
+        return mask_url(value)
     return value
 
 
@@ -51,6 +57,8 @@ def _shown(value: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of lines.")
 def config(as_json: bool) -> None:
     """Print the effective configuration, secrets masked."""
+    from relay.settings import Settings
+
     settings = load_settings()
     effective: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():

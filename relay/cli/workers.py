@@ -11,7 +11,6 @@ import click
 import orjson
 
 from relay.cli.app import iso, load_settings, main, run_loop, table, with_redis
-from relay.observability import configure_logging
 
 # --- workers -------------------------------------------------------------------------------
 
@@ -98,6 +97,7 @@ def worker(
     start_id: str,
 ) -> None:
     """Run an async handler for each entry of STREAM, through consumer group GROUP."""
+    from relay.observability import configure_logging
     from relay.worker.loader import HandlerError, load_handler, load_lifespan
     from relay.worker.process import run_worker
     from relay.worker.retry import RetryPolicy

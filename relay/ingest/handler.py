@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -11,7 +10,18 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from relay.ingest.envelope import EnvelopeError, parse_envelope
+from relay.ingest.body import (
+    BodyBudget,
+    BodyBudgetExhausted,
+    BodyIncomplete,
+    BodyMalformed,
+    BodyReader,
+    BodyTooLarge,
+    ClientTooSlow,
+)
+from relay.ingest.connections import SERVER_HEADER
+from relay.ingest.envelope import Envelope, EnvelopeError, parse_envelope
+from relay.ingest.remote import ClientAddress
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import SignatureError, Verifier
 from relay.observability import IngestMetrics, log_delivery
@@ -24,37 +34,12 @@ RETRY_AFTER_SECONDS = "5"
 log = structlog.get_logger("relay.ingest")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class BodyIncomplete(Exception):
-    """The sender went away before the whole body arrived."""
-
-
-async def read_limited(request: web.BaseRequest, limit: int) -> bytes:
-    """The body, reading at most ``limit + 1`` bytes whatever the framing (chunked too)."""
-    length = request.content_length
-    try:
-        if length is not None:
-            if length > limit:
-                raise BodyTooLarge
-            return await request.content.readexactly(length)
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await request.content.read(limit + 1 - size):
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        raise BodyIncomplete from None
-
-
 def _answer(status: int, document: dict[str, Any], *, retry_after: bool = False) -> web.Response:
     response = web.Response(
-        status=status, body=orjson.dumps(document), content_type="application/json"
+        status=status,
+        body=orjson.dumps(document),
+        content_type="application/json",
+        headers={"Server": SERVER_HEADER},
     )
     if retry_after:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
@@ -72,6 +57,7 @@ class IngestHandler:
         metrics: IngestMetrics,
         max_body_bytes: int,
         max_in_flight: int = 512,
+        client_address: ClientAddress | None = None,
     ) -> None:
         self._verifier = verifier
         self._secrets = secrets
@@ -82,6 +68,9 @@ class IngestHandler:
         self._latency_children: dict[int, Any] = {}
         self._max_in_flight = max_in_flight
         self.in_flight = 0
+        # Bodies being received hold at most what RELAY_MAX_IN_FLIGHT bodies could.
+        self.body_budget = BodyBudget(max_in_flight * max_body_bytes)
+        self._client_address = client_address or ClientAddress(())
 
     def _latency(self, status: int) -> Any:
         """The latency histogram of ``status`` (looked up once: labels() costs a lock)."""
@@ -93,24 +82,15 @@ class IngestHandler:
     async def handle(self, request: web.BaseRequest) -> web.Response:
         started = time.perf_counter()
         self._metrics.received.inc()
-        fields: dict[str, Any] = {}
-        if self.in_flight >= self._max_in_flight:
-            # Redis is slow and deliveries pile up: refuse more before reading their
-            # bodies, so memory stays bounded; the sender retries after Retry-After.
-            response = self._unavailable(fields, "overloaded")
-            response.force_close()
-        else:
-            self.in_flight += 1
-            try:
-                response = await self._handle(request, fields)
-            except Exception:
-                # A bug, not an input: tell the sender to come back, keep the evidence.
-                log.exception("delivery_internal_error")
-                self._metrics.unavailable.labels("internal_error").inc()
-                fields["outcome"] = "internal_error"
-                response = _answer(503, {"status": "unavailable"}, retry_after=True)
-            finally:
-                self.in_flight -= 1
+        fields: dict[str, Any] = {"remote": self._client_address(request)}
+        try:
+            response = await self._handle(request, fields)
+        except Exception:
+            # A bug, not an input: tell the sender to come back, keep the evidence.
+            log.exception("delivery_internal_error")
+            self._metrics.unavailable.labels("internal_error").inc()
+            fields["outcome"] = "internal_error"
+            response = _answer(503, {"status": "unavailable"}, retry_after=True)
         elapsed = time.perf_counter() - started
         self._latency(response.status).observe(elapsed)
         fields["status"] = response.status
@@ -119,29 +99,65 @@ class IngestHandler:
         return response
 
     async def _handle(self, request: web.BaseRequest, fields: dict[str, Any]) -> web.Response:
+        """Read, verify and parse, then write within one of the in-flight slots.
+
+        The slot is taken only once the body is in and its signature checked: senders that
+        trickle bodies or forge signatures never hold one, so they cannot make a genuine
+        delivery wait or be refused. The slots bound the work waiting on Redis.
+        """
         received_at = time.time_ns() // 1_000_000
         keys = self._secrets.keys
         if not keys:
             return self._unavailable(fields, "no_secret")
-        try:
-            body = await read_limited(request, self._limit)
-        except BodyIncomplete:
-            return self._reject(fields, 400, "incomplete_body")
-        except BodyTooLarge:
-            response = self._reject(fields, 413, "body_too_large")
-            response.force_close()  # the unread rest of the body is never read: close
-            return response
-        try:
-            message_id = self._verifier.verify(request.headers, body, keys, time.time())
-        except SignatureError as exc:
-            return self._reject(fields, 401, exc.reason)
-        fields["id"] = message_id
-        try:
-            envelope = parse_envelope(body)
-        except EnvelopeError as exc:
-            return self._reject(fields, 400, "invalid_body", detail=str(exc))
-        fields["event"] = envelope.event
+        async with BodyReader(self.body_budget, self._limit) as reader:
+            try:
+                body = await reader.read(request)
+            except ClientTooSlow:
+                response = self._reject(fields, 408, "client_timeout")
+                response.force_close()
+                return response
+            except BodyIncomplete:
+                return self._reject(fields, 400, "incomplete_body")
+            except BodyMalformed:
+                response = self._reject(fields, 400, "malformed_body")
+                response.force_close()
+                return response
+            except BodyTooLarge:
+                response = self._reject(fields, 413, "body_too_large")
+                response.force_close()  # the unread rest of the body is never read: close
+                return response
+            except BodyBudgetExhausted:
+                response = self._unavailable(fields, "overloaded")
+                response.force_close()
+                return response
+            try:
+                message_id = self._verifier.verify(request.headers, body, keys, time.time())
+            except SignatureError as exc:
+                return self._reject(fields, 401, exc.reason)
+            fields["id"] = message_id
+            try:
+                envelope = parse_envelope(body)
+            except EnvelopeError as exc:
+                return self._reject(fields, 400, "invalid_body", detail=str(exc))
+            fields["event"] = envelope.event
+            if self.in_flight >= self._max_in_flight:
+                # Redis is slow and genuine deliveries pile up: refuse more rather than
+                # queue them; the sender retries after Retry-After.
+                return self._unavailable(fields, "overloaded")
+            self.in_flight += 1
+            try:
+                return await self._write(body, envelope, message_id, received_at, fields)
+            finally:
+                self.in_flight -= 1
 
+    async def _write(
+        self,
+        body: bytes,
+        envelope: Envelope,
+        message_id: str,
+        received_at: int,
+        fields: dict[str, Any],
+    ) -> web.Response:
         streams = self._router.streams_for(envelope.event, envelope.workflow_id)
         entry = Entry(
             id=message_id,

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import structlog
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from relay.redis_client import REDIS_DOWN
 from relay.registration.record import (
     RegistrationRecord,
     SecretCodec,
@@ -58,7 +58,7 @@ class SecretSource:
             return
         try:
             record = await load_record(self._redis, self._prefix, self._public_url, self.codec)
-        except RedisError:
+        except REDIS_DOWN:
             return  # serve with what we have; readiness reports Redis itself
         except ValidationError as exc:
             log.error("registration_record_invalid", errors=exc.error_count())

@@ -21,10 +21,11 @@ from collections.abc import Callable
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from relay.redis_client import REDIS_DOWN
 from relay.registration import client as api
 from relay.registration.client import ApiKeyRejected, ApiValidationError
 from relay.registration.lock import LockLost
-from relay.registration.registrar import REDIS_DOWN, Registrar
+from relay.registration.registrar import Registrar
 
 log = structlog.get_logger("relay.registration")
 

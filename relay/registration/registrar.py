@@ -23,8 +23,8 @@ from typing import TypeVar
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisClusterException, RedisError
 
+from relay.redis_client import REDIS_DOWN
 from relay.registration import client as api
 from relay.registration.client import AnyFormatClient, ApiError, Webhook, with_retries
 from relay.registration.lock import RedisLock
@@ -46,9 +46,6 @@ LOCK_TTL = 30.0
 WAIT_POLL = 0.25
 RETIRE_GRACE = 300.0  # seconds a replaced, still active subscription keeps being accepted
 SAVE_ATTEMPTS = 5
-# Redis unreachable: the cluster client reports a cluster it cannot reach with an exception
-# outside RedisError.
-REDIS_DOWN = (RedisError, RedisClusterException)
 
 
 class Registrar:

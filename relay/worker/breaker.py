@@ -40,7 +40,8 @@ class Breaker:
         self._closed.set()
         self._probe = asyncio.Lock()  # one probe at a time; FIFO, so held entries alternate
         self._next_probe = 0.0
-        self.probes = 0
+        self.probes = 0  # in the current (or last) outage
+        self.outages = 0  # since start
 
     @property
     def is_open(self) -> bool:
@@ -105,6 +106,7 @@ class Breaker:
         self._closed.clear()
         self._next_probe = time.monotonic() + self.probe_interval
         self.probes = 0
+        self.outages += 1
         self._log.error(
             "downstream_outage",
             failed_entries=len(self._streak),

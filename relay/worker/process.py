@@ -51,40 +51,33 @@ async def run_worker(
     # A blocking read must return well inside the socket timeout.
     block = min(2.0, settings.redis_timeout / 2)
     worker = Worker(redis, handler=handler, metrics=metrics, block=block, **options)
-    stopped = asyncio.Event()
-
-    def stop() -> None:
-        stopped.set()
-        worker.stop()
-
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop)
+        loop.add_signal_handler(signum, worker.stop)
     runner = None
     try:
         # Up before Redis is: /healthz alive, /readyz "not ready" while Redis is away.
         if metrics_port is not None:
             runner = await _admin_site(worker, settings.host, metrics_port)
-        if not await _redis_fit_or_stopped(redis, stopped):
-            return
-        await worker.run()
+        await _run_on_a_fit_redis(worker, redis)
     finally:
         if runner is not None:
             await runner.cleanup()
         await redis.aclose()
 
 
-async def _redis_fit_or_stopped(redis: Redis, stopped: asyncio.Event) -> bool:
-    """True once Redis answered with a version new enough; False when stopped first."""
+async def _run_on_a_fit_redis(worker: Worker, redis: Redis) -> None:
+    """Run the worker while the server's version is checked (once it answers: the worker
+    waits for Redis on its own); a server too old stops it with one clear line."""
     check = asyncio.ensure_future(wait_for_version(redis))
-    stopping = asyncio.ensure_future(stopped.wait())
-    await asyncio.wait({check, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if not check.done():
-        check.cancel()
-        return False
+    run = asyncio.ensure_future(worker.run())
     try:
-        check.result()
-    except RedisTooOld as exc:
-        raise SystemExit(f"relay: {exc}") from None
-    return True
+        await asyncio.wait({check, run}, return_when=asyncio.FIRST_COMPLETED)
+        if check.done() and isinstance(check.exception(), RedisTooOld):
+            worker.stop()
+            await run
+            raise SystemExit(f"relay: {check.exception()}")
+        await run
+    finally:
+        check.cancel()
+        run.cancel()

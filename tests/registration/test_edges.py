@@ -290,3 +290,21 @@ def test_relay_register_without_redis_is_a_clear_error(fake_api: FakeAnyFormat) 
     assert "Redis is unreachable (ConnectionError)" in result.stderr
     assert "redis-pass-31337" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr and fake_api.calls == []
+
+
+async def test_a_redis_cluster_not_up_at_start_up_is_waited_for(
+    fake_api: FakeAnyFormat, processes: list[RelayProcess]
+) -> None:
+    """The cluster client fails outside RedisError when no node answers: still waited for."""
+    nowhere = RedisServer()  # never started
+    process = relay(processes, nowhere, fake_api, RELAY_REDIS_CLUSTER="true")
+    process.start(wait_ready=False)
+    await until(lambda: process.output().count("registration_waiting_for_redis") >= 2,
+                what="two registration attempts")  # fmt: skip
+    assert process.process is not None and process.process.poll() is None  # still serving
+    async with aiohttp.ClientSession() as http:
+        assert await status_of(http, process, "/healthz") == 200
+        assert await status_of(http, process, "/readyz") == 503
+    assert fake_api.calls == []
+    assert process.terminate() == 0
+    nowhere.close()

@@ -18,7 +18,7 @@ from tests.conftest import StartRelay
 from tests.registration.conftest import EVENTS, PUBLIC_URL
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.process import RelayProcess
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, free_port
 from tests.support.signing import event_body, sign
 
 PATH = "/webhooks/anyformat"
@@ -101,6 +101,31 @@ async def test_without_a_secret_deliveries_and_readiness_wait_for_registration(
     assert await deliver(http, server, only_secret(fake_api)) == (200, "accepted")
 
 
+@pytest.mark.parametrize("cluster", [False, True])
+async def test_redis_unreachable_at_start_up_is_not_fatal(
+    start_relay: StartRelay, fake_api: FakeAnyFormat, http: aiohttp.ClientSession, cluster: bool
+) -> None:
+    """Nothing listens at the Redis URL (a Redis Cluster client fails outside RedisError):
+    the relay starts, answers 503 and is not ready, and registration waits for Redis."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    server = await start_relay(url, RELAY_REDIS_CLUSTER=cluster, **registering(fake_api))
+    async with http.get(f"http://127.0.0.1:{server.admin_port}/readyz") as response:
+        assert response.status == 503
+        assert "redis" in await response.json()
+    body = event_body()
+    status, _ = await deliver(http, server, "whsec_" + "A" * 44, body)
+    assert status == 503
+    registry = server.relay.metrics.registry
+    deadline = asyncio.get_running_loop().time() + 10
+    while not registry.get_sample_value(
+        "relay_registration_failures_total", {"reason": "redis_unavailable"}
+    ):  # registration has tried, failed on Redis, and lives on to retry
+        assert asyncio.get_running_loop().time() < deadline, "registration never tried"
+        await asyncio.sleep(0.02)
+    assert server.registration is not None and not server.registration.done()
+    assert fake_api.calls == []
+
+
 async def test_rotation_overlap_accepts_both_secrets_and_writes_one_entry(
     start_relay: StartRelay,
     redis_url: str,
@@ -108,20 +133,23 @@ async def test_rotation_overlap_accepts_both_secrets_and_writes_one_entry(
     fake_api: FakeAnyFormat,
     http: aiohttp.ClientSession,
 ) -> None:
-    from click.testing import CliRunner
-
-    from relay.cli import main
+    import subprocess
+    import sys
 
     server = await start_relay(redis_url, **registering(fake_api))
     await ready(http, server)
     old_secret = only_secret(fake_api)
+    # A process of its own, as an operator runs it: the CLI configures logging globally,
+    # which in this process would redirect the later tests' logs.
     cli_env = {k: str(v) for k, v in registering(fake_api).items() if v is not None}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+           **cli_env, "RELAY_REDIS_URL": redis_url}  # fmt: skip
     result = await asyncio.to_thread(
-        CliRunner(env={**cli_env, "RELAY_REDIS_URL": redis_url}).invoke,
-        main, ["rotate-secret", "--grace", "60"],
+        subprocess.run, [sys.executable, "-m", "relay", "rotate-secret", "--grace", "60"],
+        env=env, cwd="/", capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert old_secret not in result.output
+    assert result.returncode == 0, result.stderr
+    assert old_secret not in result.stdout + result.stderr
     record = await load_record(server.relay.redis, "anyformat", PUBLIC_URL)
     assert record is not None and len(record.secrets) == 2
     new_secret = record.secret.get_secret_value()

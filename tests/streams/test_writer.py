@@ -129,8 +129,7 @@ async def test_both_marks_are_recorded_with_the_entry_and_share_its_window(
     assert written == [entry_id.decode()]
     id_score = redis_sync.zscore(dedupe_key("s:a"), "msg_1")
     assert id_score is not None and redis_sync.zscore(dedupe_key("s:a"), mark) == id_score
-    assert int(entry_id.split(b"-")[0]) == int(id_score)  # one Redis time for all three
-    assert 59_000 < redis_sync.pttl(dedupe_key("s:a")) <= 60_000
+    assert 0 < redis_sync.pttl(dedupe_key("s:a")) <= 60_000  # the window, not forever
 
 
 async def test_a_content_mark_expires_with_the_dedupe_window(

@@ -93,7 +93,9 @@ async def start_worker(client: Redis) -> AsyncIterator[StartWorker]:
         options.setdefault("start_id", "0")
         worker = Running(Worker(client, handler=handler, **options))
         running.append(worker)
-        await asyncio.sleep(0)
+        # Started: the group exists (or the worker died, which the test will show).
+        await eventually(lambda: asyncio.sleep(0, worker.worker.phase != "starting"
+                                               or worker.task.done()))  # fmt: skip
         return worker
 
     yield start

@@ -8,7 +8,8 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from relay.cli import main, parse_before
+from relay.cli import main
+from relay.cli.workers import parse_before
 
 STREAM = "anyformat:events"
 DLQ = f"{STREAM}:dlq"

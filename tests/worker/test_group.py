@@ -7,7 +7,7 @@ from collections import Counter
 
 from redis.asyncio import Redis
 
-from relay.worker import Event
+from relay.worker import Event, Worker
 from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
 
 
@@ -57,11 +57,19 @@ async def test_readiness_says_why_not(client: Redis, start_worker: StartWorker) 
     async def handler(event: Event) -> None:
         pass
 
-    running = await start_worker(handler)
-    assert running.worker.phase == "starting" or await running.worker.readiness() is None
-    await eventually(lambda: _ready(running.worker))
+    running = await start_worker(handler)  # returns once the worker runs
+    assert await running.worker.readiness() is None
     await running.stop()
     assert await running.worker.readiness() == "stopped"
+
+    # The group checked on its own: a running worker recreates a missing group at once,
+    # so this one is only marked running (no loops that could race the check).
+    idle = Worker(client, stream=STREAM, group=GROUP, handler=handler)
+    assert await idle.readiness() == "starting"
+    idle.phase = "running"
+    assert await idle.readiness() is None
+    await client.xgroup_destroy(STREAM, GROUP)
+    assert await idle.readiness() == "group_missing"
 
 
 async def _ready(worker: object) -> bool:

@@ -175,7 +175,8 @@ def test_a_worker_started_before_redis_waits_for_it(own_redis: RedisServer) -> N
     process = worker(own_redis, "tests.support.handlers:record")
     process.start(wait_ready=False)
     try:
-        wait_for(lambda: '"msg":"redis_error"' in process.output())
+        # The start-up version check is the first to find Redis away.
+        wait_for(lambda: '"msg":"redis_unavailable_at_start"' in process.output())
         assert process.process.poll() is None  # type: ignore[union-attr]
         status, body = _get(process, "/readyz")
         assert (status, json.loads(body)["reason"]) == (503, "starting")
