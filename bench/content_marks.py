@@ -35,7 +35,7 @@ PAYLOAD = b"x" * 350  # the size of a delivery's body; the same for both streams
 async def fill(url: str, deliveries: int) -> dict[str, tuple[int, int, float]]:
     """Per stream: dedupe set bytes, stream bytes, script microseconds per call."""
     redis = Redis.from_url(url)
-    writer = FanoutWriter(redis, maxlen=10 * deliveries, dedupe_ttl=604_800)
+    writer = FanoutWriter(redis, dedupe_ttl=604_800)
     await writer.load_script()
     events = [(f"msg_{uuid.uuid4().hex}", str(uuid.uuid4())) for _ in range(deliveries)]
     usage = {}

@@ -1,6 +1,7 @@
 """Delivery throughput and latency, three servers measured in one run under one load.
 
     python bench/ingest.py [--rounds 3] [--paced] [--rss] [--workers] [--only abc]
+                           [--before DIR] [--trim-target N]
     python bench/ingest.py --replica --only acw
 
 (a) bare aiohttp (read the body, answer 200): the framework's ceiling;
@@ -8,6 +9,12 @@
 (c) `relay run` with its default settings (logging included);
 (w) `relay run` with RELAY_REDIS_WAIT_REPLICAS=1 (needs --replica: a local replica of the
     benchmark's Redis, attached for every server of the run, so (w)/(c) is the cost of WAIT).
+(0) with ``--before DIR``: `relay run` from another source tree (e.g. ``git archive main``
+    unpacked in DIR), interleaved with the others: a change's before/after in one run.
+
+``--trim-target N`` runs both relays with RELAY_STREAM_MAXLEN=N and a consumer group on the
+firehose that keeps up (moved to the stream's end twice a second), so trimming runs all
+along: its cost shows in the ratios.
 
 Load: pre-signed Standard Webhooks deliveries (unique ids, ~350-byte bodies shaped like
 AnyFormat's, fresh timestamps) replayed by wrk through bench/deliveries.lua. With two or
@@ -29,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -38,6 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from redis.exceptions import ResponseError
+
 from tests.support.redis_server import RedisServer, free_port
 
 SECRET = "whsec_" + base64.b64encode(b"bench-signing-key-0123456789abcd").decode()
@@ -46,6 +56,8 @@ CORES = os.cpu_count() or 1
 PIN_SERVER = ["taskset", "-c", "0"] if CORES >= 2 and shutil.which("taskset") else []
 PIN_LOAD = ["taskset", "-c", "1"] if CORES >= 2 and shutil.which("taskset") else []
 THREADS = 2
+BEFORE: list[Path] = [ROOT]  # --before: the relay's source tree before a change
+TRIM_TARGET = [0]  # --trim-target
 
 
 @dataclass
@@ -210,7 +222,7 @@ class Server:
     """One server under test, started pinned to core 0 (or unpinned with ``pin=False``)."""
 
     def __init__(self, name: str, command: list[str], env: dict[str, str], workdir: Path,
-                 ready_path: str = "/", pin: bool = True) -> None:  # fmt: skip
+                 ready_path: str = "/", pin: bool = True, cwd: Path = ROOT) -> None:  # fmt: skip
         self.name, self.env, self.workdir = name, env, workdir
         self.port = int(env["PORT"])
         self.admin = int(env.get("ADMIN_PORT", self.port))
@@ -218,7 +230,7 @@ class Server:
         log = workdir / f"{name}.log"
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                [*(PIN_SERVER if pin else []), *command], env={**os.environ, **env}, cwd=ROOT,
+                [*(PIN_SERVER if pin else []), *command], env={**os.environ, **env}, cwd=cwd,
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
@@ -244,14 +256,39 @@ def measure(
     write_deliveries(run, args.deliveries)
     wrk(server.url, warm, args.warmup, args.connections, rate)
     time.sleep(0.5)  # the warm-up's last requests land
-    before = redis.client().xlen("anyformat:events")
+    before = entries_added(redis)
     watch = {"server": [server.process.pid], "redis": [redis.process.pid]}  # type: ignore[union-attr]
     figures = wrk(server.url, run, args.duration, args.connections, rate, watch)
     time.sleep(0.5)
-    entries = redis.client().xlen("anyformat:events") - before
+    entries = entries_added(redis) - before
     return Result(server.name, figures["rps"], figures["p50"], figures["p99"],
                   figures["requests"], figures["non_2xx"],
                   None if server.name == "a" else entries, figures.get("cpu_us", {}))  # fmt: skip
+
+
+def entries_added(redis: RedisServer) -> int:
+    """Entries ever added to the firehose (trimming does not lower it); 0: no stream."""
+    try:
+        return int(redis.client().xinfo_stream("anyformat:events")["entries-added"])
+    except ResponseError:
+        return 0
+
+
+class KeepUp(threading.Thread):
+    """A consumer group on the firehose that keeps up: moved to the stream's end twice a
+    second, so the trimmer has acknowledged entries to remove all along."""
+
+    def __init__(self, redis: RedisServer) -> None:
+        super().__init__(daemon=True)
+        self.client = redis.client()
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.5):
+            try:
+                self.client.xgroup_setid("anyformat:events", "bench", "$")
+            except ResponseError:
+                self.client.xgroup_create("anyformat:events", "bench", "$", mkstream=True)
 
 
 def relay_env(redis: RedisServer, **extra: str) -> dict[str, str]:
@@ -289,6 +326,11 @@ def start_server(name: str, redis: RedisServer, workdir: Path, **extra: str) -> 
     python = sys.executable
     port = str(free_port())
     redis.client().flushall()
+    if name in ("0", "c") and TRIM_TARGET[0]:
+        extra = {"RELAY_STREAM_MAXLEN": str(TRIM_TARGET[0]), **extra}
+    if name == "0":
+        return Server("0", [python, "-m", "relay", "run"], relay_env(redis, **extra), workdir,
+                      ready_path="/readyz", cwd=BEFORE[0])  # fmt: skip
     if name == "a":
         return Server("a", [python, "bench/servers/bare_aiohttp.py", "--uvloop"],
                       {"PORT": port}, workdir)  # fmt: skip
@@ -324,8 +366,16 @@ def main() -> None:
     parser.add_argument("--paced", action="store_true", help="relay p99 at half its maximum")
     parser.add_argument("--rss", action="store_true", help="relay RSS after 100k and 1M")
     parser.add_argument("--workers", action="store_true", help="RELAY_WORKERS=2 vs 1")
+    parser.add_argument("--before", type=Path, help="source tree of the relay before a change")
+    parser.add_argument(
+        "--trim-target", type=int, default=0, help="RELAY_STREAM_MAXLEN, a group keeping up"
+    )
     parser.add_argument("--replica", action="store_true", help="a local replica, for (w)")
     args = parser.parse_args()
+    if args.before:
+        BEFORE[0] = args.before.resolve()
+        args.only = args.only.replace("c", "0c") if "0" not in args.only else args.only
+    TRIM_TARGET[0] = args.trim_target
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is required (apt-get install wrk)")
     if "w" in args.only and not args.replica:
@@ -346,6 +396,9 @@ def main() -> None:
                                capture_output=True)  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     rounds: dict[str, list[Result]] = {name: [] for name in args.only}
+    keep_up = KeepUp(redis) if args.trim_target else None
+    if keep_up is not None:
+        keep_up.start()
     extra: list[str] = []
     try:
         # Interleaved (a, b, c, a, b, c...): a slow spell of a noisy machine hits every
@@ -399,6 +452,9 @@ def main() -> None:
             ratio = median(by_count[2]).rps / median(by_count[1]).rps
             extra.append(f"RELAY_WORKERS=2 / RELAY_WORKERS=1: {ratio:.2f}")
     finally:
+        if keep_up is not None:
+            keep_up.stopped.set()
+            keep_up.join()
         if replica is not None:
             replica.close()
         redis.close()
@@ -420,7 +476,8 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
           f"{args.warmup:g} s warm-up, {args.duration:g} s measured, "
           f"median of {args.rounds} interleaved round(s)")  # fmt: skip
     names = {"a": "(a) bare aiohttp", "b": "(b) FastAPI + standardwebhooks + redis",
-             "c": "(c) relay run", "w": "(w) relay run, WAIT 1 (local replica)"}  # fmt: skip
+             "c": "(c) relay run", "w": "(w) relay run, WAIT 1 (local replica)",
+             "0": f"(0) relay run from {BEFORE[0]}"}  # fmt: skip
     if args.replica:
         print("a local replica of the benchmark's Redis is attached for every server (core 1)")
     print(f"{'server':40} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8} "
@@ -441,6 +498,12 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
         print(f"ratio (c)/(a): {by['c'].rps / by['a'].rps:.2f}")
     if "b" in by and "c" in by:
         print(f"ratio (c)/(b): {by['c'].rps / by['b'].rps:.2f}")
+    if "a" in by and "0" in by:
+        print(f"ratio (0)/(a): {by['0'].rps / by['a'].rps:.2f}  (before)")
+    if "0" in by and "c" in by:
+        print(f"ratio (c)/(0): {by['c'].rps / by['0'].rps:.2f}  (after / before)")
+    if TRIM_TARGET[0]:
+        print(f"both relays with RELAY_STREAM_MAXLEN={TRIM_TARGET[0]} and a group keeping up")
     if "w" in by and "c" in by:
         print(f"ratio (w)/(c): {by['w'].rps / by['c'].rps:.2f}")
     if "w" in by and "a" in by:

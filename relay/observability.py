@@ -194,6 +194,22 @@ class IngestMetrics:
         self.entries_written = Counter(
             "relay_stream_entries_written", "Stream entries written by the fan-out.", registry=r
         )
+        self.signing_keys = Gauge(
+            "relay_signing_keys",
+            "Webhook signing keys loaded; 0: deliveries are answered 503 no_secret.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.dropped_unread = Counter(
+            "relay_stream_entries_dropped_unread",
+            "Entries a consumer group still needed, trimmed by RELAY_STREAM_HARD_MAXLEN.",
+            ["stream"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "relay_build_info", "The relay's version.", ["version"], registry=r,
+            multiprocess_mode="max",
+        )  # fmt: skip
         self.latency = Histogram(
             "relay_request_duration_seconds",
             "Time from request start to answer on the webhook path, by status.",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -44,8 +44,10 @@ from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.record import SecretCodec, SecretUnreadable
 from relay.registration.registrar import Registrar
 from relay.settings import Settings
+from relay.streams.health import StreamHealthCollector, StreamHealthMonitor
 from relay.streams.replication import ReplicaAck
 from relay.streams.routes import Router
+from relay.streams.trim import Retention, Trimmer
 from relay.streams.writer import FanoutWriter
 from relay.tls import ReloadingContext
 
@@ -73,6 +75,7 @@ class Relay:
     metrics: IngestMetrics
     ingest: IngestHandler
     draining: bool = False
+    health: StreamHealthCollector = field(default_factory=StreamHealthCollector)
     version_checked: bool = False
     public: PublicServer | None = None  # built with the listener: it needs the loop
 
@@ -96,9 +99,7 @@ class Relay:
         ack = None
         if settings.redis_wait_replicas:
             ack = ReplicaAck(settings.redis_wait_replicas, settings.redis_wait_timeout)
-        writer = FanoutWriter(
-            redis, maxlen=settings.stream_maxlen, dedupe_ttl=settings.dedupe_ttl, ack=ack
-        )
+        writer = FanoutWriter(redis, dedupe_ttl=settings.dedupe_ttl, ack=ack)
         ingest = IngestHandler(
             verifier=verifier,
             secrets=secrets,
@@ -109,7 +110,14 @@ class Relay:
             max_in_flight=settings.max_in_flight,
             client_address=ClientAddress(settings.trusted_proxies),
         )
-        return cls(settings, redis, secrets, verifier, router, writer, metrics, ingest)
+        relay = cls(settings, redis, secrets, verifier, router, writer, metrics, ingest)
+        metrics.registry.register(relay.health)
+        metrics.build_info.labels(__version__).set(1)
+        return relay
+
+    def streams(self) -> list[str]:
+        """The streams the routes can write: trimmed, and reported on in /metrics."""
+        return self.router.known_streams(self.settings.events)
 
     async def warm_up(self) -> None:
         """Check the server's version, load the script and the stored secrets. Redis being
@@ -126,8 +134,10 @@ class Relay:
     def sample_in_flight(self) -> None:
         """Copy the deliveries in flight and the open public connections to their gauges:
         done on each scrape and once a second (other processes' scrapes read them with
-        RELAY_WORKERS > 1), which is cheaper than gauge updates per delivery."""
+        RELAY_WORKERS > 1), which is cheaper than gauge updates per delivery. The signing keys
+        ride along."""
         self.metrics.in_flight.set(self.ingest.in_flight)
+        self.metrics.signing_keys.set(len(self.secrets.keys))
         if self.public is not None:
             self.metrics.connections.set(self.public.open_connections)
 
@@ -203,6 +213,7 @@ def build_admin_app(relay: Relay) -> web.Application:
         if multiprocess_metrics():  # RELAY_WORKERS > 1: the sum over every process
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(relay.health)  # sampled by this process, not in the shared files
             body = generate_latest(registry)
         else:
             body = generate_latest(relay.metrics.registry)
@@ -234,6 +245,14 @@ class RelayServer:
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
             self.tls = ReloadingContext(settings.tls_cert_file, settings.tls_key_file)
         self.registration: asyncio.Task[None] | None = None
+        retention = Retention(
+            settings.stream_maxlen, settings.stream_max_age, settings.stream_hard_maxlen
+        )
+        self.trimmer = Trimmer(
+            self.relay.redis, retention, self.relay.streams,
+            dropped=self.relay.metrics.dropped_unread,
+        )  # fmt: skip
+        self.health = StreamHealthMonitor(self.relay.redis, self.relay.streams, self.relay.health)
         self.version_check: asyncio.Task[None] | None = None
         self.reconciler: Reconciler | None = None
         self.public_port = 0
@@ -251,6 +270,8 @@ class RelayServer:
         if self.tls is not None:
             self._background.append(asyncio.create_task(self.tls.watch()))
         self._background.append(asyncio.create_task(self._sample_in_flight()))
+        self._background.append(asyncio.create_task(self.trimmer.run()))
+        self._background.append(asyncio.create_task(self.health.run()))
         if self.settings.self_register and not self.settings.worker_index:
             # With RELAY_WORKERS > 1 only process 0 registers; all read the record.
             self.registration = asyncio.create_task(self._register())

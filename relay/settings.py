@@ -128,6 +128,10 @@ class Settings(BaseSettings):
         None, validation_alias="RELAY_ROUTES_FILE"
     )
     stream_maxlen: int = Field(1_000_000, ge=1, validation_alias="RELAY_STREAM_MAXLEN")
+    # Seconds; 0: no age target. Both targets spare what a consumer group still needs.
+    stream_max_age: int = Field(0, ge=0, validation_alias="RELAY_STREAM_MAX_AGE")
+    # 0: off. The memory guard: above it entries go even unread (counted and logged).
+    stream_hard_maxlen: int = Field(0, ge=0, validation_alias="RELAY_STREAM_HARD_MAXLEN")
     dedupe_ttl: int = Field(604_800, ge=1, validation_alias="RELAY_DEDUPE_TTL")
     max_body_bytes: int = Field(1_048_576, ge=1, validation_alias="RELAY_MAX_BODY_BYTES")
     max_in_flight: int = Field(512, ge=1, validation_alias="RELAY_MAX_IN_FLIGHT")
@@ -242,6 +246,10 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.port and self.port == self.admin_port:
             raise ValueError("RELAY_ADMIN_PORT must differ from RELAY_PORT")
+        if 0 < self.stream_hard_maxlen < self.stream_maxlen:
+            raise ValueError(
+                "RELAY_STREAM_HARD_MAXLEN must be 0 (off) or at least RELAY_STREAM_MAXLEN"
+            )
         if self.redis_sentinels and self.redis_cluster:
             raise ValueError("RELAY_REDIS_SENTINELS and RELAY_REDIS_CLUSTER exclude each other")
         if self.redis_sentinels and urlsplit(self.redis_url).scheme == "unix":

@@ -183,6 +183,19 @@ def test_relay_config_json() -> None:
     assert document["RELAY_WEBHOOK_SECRET"] == "********"
 
 
+def test_retention_targets_default_off_and_the_hard_cap_sits_above_the_target() -> None:
+    s = settings()
+    assert (s.stream_max_age, s.stream_hard_maxlen) == (0, 0)
+    capped = settings(RELAY_STREAM_MAXLEN="100", RELAY_STREAM_HARD_MAXLEN="100")
+    assert capped.stream_hard_maxlen == 100
+    assert problems(RELAY_STREAM_MAXLEN="100", RELAY_STREAM_HARD_MAXLEN="99") == [
+        "RELAY_STREAM_HARD_MAXLEN must be 0 (off) or at least RELAY_STREAM_MAXLEN"
+    ]
+    assert problems(RELAY_STREAM_MAX_AGE="-1")[0].startswith(
+        "RELAY_STREAM_MAX_AGE: Input should be greater"
+    )
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [

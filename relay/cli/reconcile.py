@@ -72,9 +72,7 @@ def reconcile(since: str | None, dry_run: bool) -> None:
         reconciler = Reconciler.from_settings(
             settings,
             redis=redis,
-            writer=FanoutWriter(
-                redis, maxlen=settings.stream_maxlen, dedupe_ttl=settings.dedupe_ttl
-            ),
+            writer=FanoutWriter(redis, dedupe_ttl=settings.dedupe_ttl),
             router=Router(settings.stream_prefix, settings.routes),
             metrics=ReconcileMetrics(),
         )

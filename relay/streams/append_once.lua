@@ -3,7 +3,8 @@
 --
 -- KEYS     pairs: a stream, then its dedupe set (member = dedupe mark, score = ms written)
 -- ARGV[1]  dedupe window in milliseconds
--- ARGV[2]  approximate MAXLEN of the streams
+-- ARGV[2]  approximate MAXLEN of the streams; 0: no trimming here (the ingest streams are
+--          trimmed by relay/streams/trim.lua, which spares what consumer groups still need)
 -- ARGV[3]  n, the number of dedupe marks that follow
 -- ARGV[4 .. 3+n]  dedupe marks (the message id, and the content mark when there is one)
 -- ARGV[4+n ..]    the entry's field/value pairs
@@ -43,8 +44,12 @@ for k = 1, #KEYS, 2 do
   if seen then
     written[#written + 1] = false
   else
-    written[#written + 1] = redis.call(
-      'XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, last_mark + 1))
+    if ARGV[2] == '0' then
+      written[#written + 1] = redis.call('XADD', stream, '*', unpack(ARGV, last_mark + 1))
+    else
+      written[#written + 1] = redis.call(
+        'XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, last_mark + 1))
+    end
     redis.call('ZADD', marks, unpack(scored))
     redis.call('ZREMRANGEBYSCORE', marks, '-inf', string.format('(%d', horizon))
     redis.call('PEXPIRE', marks, window)

@@ -45,6 +45,11 @@ def dedupe_key(stream: str) -> str:
     return f"{DEDUPE_PREFIX}{{{hash_tag(stream)}}}:{stream}"
 
 
+def trim_marks_key(stream: str) -> str:
+    """Where the trimmer remembers positions in ``stream`` (same slot; see trim.lua)."""
+    return f"relay:trim:{{{hash_tag(stream)}}}:{stream}"
+
+
 def registration_key(prefix: str, public_url: str) -> str:
     """The registration record for one public URL (JSON; see ``relay.registration.record``)."""
     return f"{prefix}:registration:{{{public_url}}}"

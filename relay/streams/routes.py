@@ -7,6 +7,7 @@ A routes file replaces that: the union of the streams of every matching rule, or
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -92,6 +93,16 @@ class Router:
             if rule.matches(event, workflow_id):
                 streams.update(dict.fromkeys(rule.streams))
         return tuple(streams) or (self.unrouted,)
+
+    def known_streams(self, events: Iterable[str]) -> list[str]:
+        """Every stream these routes can write for ``events`` (the subscribed ones): what
+        the trimmer trims and stream health reports on."""
+        if self._rules is None:
+            return [f"{self._prefix}:events", *(self.per_event_stream(e) for e in events)]
+        streams = dict.fromkeys(stream for rule in self._rules for stream in rule.streams)
+        if not any(rule.event == ANY_EVENT and rule.workflow_id is None for rule in self._rules):
+            streams[self.unrouted] = None  # some event can match no rule
+        return list(streams)
 
     def per_event_stream(self, event: str) -> str:
         # Event names come from the sender: percent-encode anything that is not plainly

@@ -51,17 +51,15 @@ class FanoutWriter:
     """``ack``: answer only once that many replicas hold the write (``WAIT``); the
     duplicate's answer too, so that a re-send confirms the first attempt's entries."""
 
-    def __init__(
-        self, redis: Redis, *, maxlen: int, dedupe_ttl: int, ack: ReplicaAck | None = None
-    ) -> None:
+    def __init__(self, redis: Redis, *, dedupe_ttl: int, ack: ReplicaAck | None = None) -> None:
         self._redis = redis
         # Checked once: isinstance against the cluster client's protocol bases is slow.
         self._cluster = isinstance(redis, RedisCluster)
         self._ack = ack
         self.batcher = AppendBatcher(redis, ack)
-        self._maxlen = maxlen
         self._window_ms = dedupe_ttl * 1000
-        self._limits = (b"%d" % self._window_ms, b"%d" % maxlen)
+        # MAXLEN 0: appends never trim; relay.streams.trim does, sparing what groups need.
+        self._limits = (b"%d" % self._window_ms, b"0")
 
     async def load_script(self) -> None:
         await load_script(self._redis)
@@ -88,7 +86,7 @@ class FanoutWriter:
         groups = list(slots.values())
         commands = [
             append_command([streams[i] for i in group], marks, entry.fields(),
-                           window_ms=self._window_ms, maxlen=self._maxlen)
+                           window_ms=self._window_ms, maxlen=0)
             for group in groups
         ]  # fmt: skip
         if self._ack is None:

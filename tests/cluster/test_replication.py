@@ -45,7 +45,7 @@ def entry(message_id: str) -> Entry:
 
 
 async def test_each_node_confirms_its_own_streams(cluster: RedisCluster, client: Redis) -> None:
-    writer = FanoutWriter(client, maxlen=100, dedupe_ttl=60, ack=ReplicaAck(1, 2000))
+    writer = FanoutWriter(client, dedupe_ttl=60, ack=ReplicaAck(1, 2000))
     written = await writer.write(entry("msg_c1"), STREAMS)
     assert None not in written
     for stream in STREAMS:  # read on each replica at once: the answer waited for it
@@ -59,7 +59,7 @@ async def test_each_node_confirms_its_own_streams(cluster: RedisCluster, client:
 async def test_more_replicas_than_a_node_has_is_a_replication_timeout(
     cluster: RedisCluster, client: Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=100, dedupe_ttl=60, ack=ReplicaAck(2, 100))
+    writer = FanoutWriter(client, dedupe_ttl=60, ack=ReplicaAck(2, 100))
     with pytest.raises(ReplicationTimeout):
         await writer.write(entry("msg_c2"), STREAMS)
     nodes = cluster.client()

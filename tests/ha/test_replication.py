@@ -91,7 +91,7 @@ async def test_a_duplicate_waits_for_the_replication_of_a_write_made_elsewhere(
     ack = ReplicaAck(1, 500)
     clients = [Redis.from_url(own_redis.url, socket_timeout=5, max_connections=1)
                for _ in range(2)]  # fmt: skip
-    writer_a, writer_b = (FanoutWriter(c, maxlen=100, dedupe_ttl=60, ack=ack) for c in clients)
+    writer_a, writer_b = (FanoutWriter(c, dedupe_ttl=60, ack=ack) for c in clients)
     try:
         assert await writer_b.write(entry("warm"), STREAMS) != [None, None]
         assert replica.process is not None
@@ -145,7 +145,7 @@ async def client(own_redis: RedisServer) -> AsyncIterator[Redis]:
 async def test_one_wait_per_micro_batch_and_every_delivery_of_it_answered(
     client: Redis, own_redis: RedisServer
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60, ack=ReplicaAck(1, 100))
+    writer = FanoutWriter(client, dedupe_ttl=60, ack=ReplicaAck(1, 100))
     entries = [Entry(f"m{n}", "e", b"{}", 1, "", "", None) for n in range(40)]
     results = await asyncio.gather(
         *(writer.write(entry, ["s:a", "s:b"]) for entry in entries), return_exceptions=True
@@ -155,7 +155,7 @@ async def test_one_wait_per_micro_batch_and_every_delivery_of_it_answered(
     assert await client.xlen("s:a") == 40 and await client.xlen("s:b") == 40
 
     replica = replica_of(own_redis)
-    patient = FanoutWriter(client, maxlen=1000, dedupe_ttl=60, ack=ReplicaAck(1, 2000))
+    patient = FanoutWriter(client, dedupe_ttl=60, ack=ReplicaAck(1, 2000))
     try:
         again = await asyncio.gather(*(patient.write(entry, ["s:a", "s:b"]) for entry in entries))
         assert again == [[None, None]] * 40  # duplicates, confirmed

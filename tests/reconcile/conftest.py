@@ -32,7 +32,7 @@ async def runs_api(fake_api: FakeAnyFormat) -> AsyncIterator[RunsApi]:
 
 @pytest.fixture
 def sweep(runs_api: RunsApi, client: Redis) -> Sweep:
-    writer = FanoutWriter(client, maxlen=10_000, dedupe_ttl=3600)
+    writer = FanoutWriter(client, dedupe_ttl=3600)
     return Sweep(runs_api, client, writer, Router("anyformat"), EVENTS)
 
 

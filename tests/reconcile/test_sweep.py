@@ -166,7 +166,7 @@ async def test_an_event_whose_webhook_came_is_skipped_and_a_late_webhook_is_a_du
     sweep: Sweep, org: Organisation, redis_sync: redis.Redis, client: Redis
 ) -> None:
     """Both directions through the ingest's own marks (what the handler writes)."""
-    writer = FanoutWriter(client, maxlen=10_000, dedupe_ttl=3600)
+    writer = FanoutWriter(client, dedupe_ttl=3600)
 
     async def webhook(run_id: str, workflow_id: str, status: str) -> list[str | None]:
         body = webhook_body(run_id, workflow_id, status)

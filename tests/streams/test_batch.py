@@ -31,7 +31,7 @@ async def client(redis_url: str) -> AsyncIterator[Redis]:
 async def test_concurrent_deliveries_share_round_trips_and_keep_their_outcomes(
     client: Redis,
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     await writer.write(entry("seen-before"), ["s:a", "s:b"])
     before = writer.batcher.batches
     ids = [f"m{n}" for n in range(40)] + ["seen-before"] + ["m7"]  # one duplicate in-batch
@@ -49,7 +49,7 @@ async def test_a_redis_error_fails_only_its_batch_and_the_next_one_succeeds() ->
     server.start()
     client = Redis.from_url(server.url, socket_timeout=2)
     try:
-        writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+        writer = FanoutWriter(client, dedupe_ttl=60)
         await writer.write(entry("warm"), ["s:a"])
         server.stop()
         failed = await asyncio.gather(
@@ -68,7 +68,7 @@ async def test_a_redis_error_fails_only_its_batch_and_the_next_one_succeeds() ->
 async def test_an_error_reply_fails_only_the_delivery_it_belongs_to(
     client: Redis,
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     await client.set("relay:dedupe:{broken}:broken", "not a sorted set")
     good, bad = await asyncio.gather(
         writer.write(entry("good"), ["s:a"]),

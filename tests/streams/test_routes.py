@@ -62,6 +62,19 @@ def test_an_event_no_rule_matches_goes_to_unrouted(tmp_path: Path) -> None:
     assert router.streams_for("document.deleted", "other") == ("anyformat:unrouted",)
 
 
+def test_the_known_streams_are_every_stream_the_routes_can_write(tmp_path: Path) -> None:
+    events = ["extraction.completed", "extraction.failed"]
+    assert Router("af").known_streams(events) == [
+        "af:events", "af:events:extraction.completed", "af:events:extraction.failed",
+    ]  # fmt: skip
+    router = Router("af", load_routes_file(write(tmp_path, ROUTES)))
+    assert router.known_streams(events) == [
+        "billing:extractions", "audit", "team-invoices:events", "alerts", "af:unrouted",
+    ]  # fmt: skip
+    catch_all = write(tmp_path, "routes:\n  - event: '*'\n    streams: [all]\n")
+    assert Router("af", load_routes_file(catch_all)).known_streams(events) == ["all"]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

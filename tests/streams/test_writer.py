@@ -40,7 +40,7 @@ async def client(redis_url: str) -> AsyncIterator[Redis]:
 async def test_writes_the_contract_fields_byte_for_byte(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     written = await writer.write(entry(extraction_id="ex-1"), ["s:a", "s:b"])
     assert all(written)
     for stream, entry_id in zip(["s:a", "s:b"], written, strict=True):
@@ -59,7 +59,7 @@ async def test_writes_the_contract_fields_byte_for_byte(
 async def test_a_second_write_of_the_same_id_writes_nothing(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     await writer.write(entry(), ["s:a"])
     assert await writer.write(entry(), ["s:a"]) == [None]
     assert redis_sync.xlen("s:a") == 1
@@ -69,7 +69,7 @@ async def test_dedupe_is_per_stream_so_a_half_done_fanout_completes(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
     """A crash between two streams' steps leaves one written; the retry writes the other."""
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     await writer.write(entry(), ["s:a"])
     result = await writer.write(entry(), ["s:a", "s:b"])
     assert result[0] is None and result[1] is not None
@@ -79,7 +79,7 @@ async def test_dedupe_is_per_stream_so_a_half_done_fanout_completes(
 async def test_fifty_concurrent_copies_make_exactly_one_entry_per_stream(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     results = await asyncio.gather(*(writer.write(entry(), ["s:a", "s:b"]) for _ in range(50)))
     assert sum(r[0] is not None for r in results) == 1
     assert sum(r[1] is not None for r in results) == 1
@@ -91,7 +91,7 @@ async def test_the_same_content_under_another_id_is_a_duplicate(
 ) -> None:
     """Always, not only during a rotation: a copy from the other subscription, or a
     reconciled twin, carries another id but the same content mark."""
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     assert all(await writer.write(entry("msg_1", extraction_id="ex-1"), ["s:a", "s:b"]))
     twin = entry("msg_2", extraction_id="ex-1")
     assert await writer.write(twin, ["s:a", "s:b"]) == [None, None]
@@ -101,7 +101,7 @@ async def test_the_same_content_under_another_id_is_a_duplicate(
 async def test_another_event_of_the_same_extraction_is_written(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     await writer.write(entry("msg_1", extraction_id="ex-1"), ["s:a"])
     failed = entry("msg_2", extraction_id="ex-1")
     failed.content_mark = content_mark("extraction.failed", "ex-1", "error")
@@ -113,7 +113,7 @@ async def test_another_event_of_the_same_extraction_is_written(
 async def test_without_an_extraction_id_only_the_message_id_counts(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     await writer.write(entry("msg_1"), ["s:a"])
     assert (await writer.write(entry("msg_2"), ["s:a"]))[0] is not None
     assert redis_sync.zrange(dedupe_key("s:a"), 0, -1) == [b"msg_1", b"msg_2"]
@@ -122,7 +122,7 @@ async def test_without_an_extraction_id_only_the_message_id_counts(
 async def test_both_marks_are_recorded_with_the_entry_and_share_its_window(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     written = await writer.write(entry("msg_1", extraction_id="ex-1"), ["s:a"])
     mark = content_mark("extraction.completed", "ex-1", "processed")
     [(entry_id, _)] = redis_sync.xrange("s:a")
@@ -135,7 +135,7 @@ async def test_both_marks_are_recorded_with_the_entry_and_share_its_window(
 async def test_a_content_mark_expires_with_the_dedupe_window(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=1)
+    writer = FanoutWriter(client, dedupe_ttl=1)
     await writer.write(entry("msg_1", extraction_id="ex-1"), ["s:a"])
     await _wait_gone(redis_sync, dedupe_key("s:a"))
     assert (await writer.write(entry("msg_2", extraction_id="ex-1"), ["s:a"]))[0] is not None
@@ -153,7 +153,7 @@ async def _wait_gone(redis_sync: redis.Redis, key: str) -> None:
 async def test_the_mark_expires_after_the_dedupe_window(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=1)
+    writer = FanoutWriter(client, dedupe_ttl=1)
     await writer.write(entry(), ["s:a"])
     assert 0 < redis_sync.pttl(dedupe_key("s:a")) <= 1000
     await asyncio.sleep(1.1)
@@ -164,26 +164,25 @@ async def test_the_mark_expires_after_the_dedupe_window(
 async def test_old_marks_are_pruned_from_a_busy_stream(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=1)
+    writer = FanoutWriter(client, dedupe_ttl=1)
     await writer.write(entry("old"), ["s:a"])
     await asyncio.sleep(1.1)
     await writer.write(entry("new"), ["s:a"])
     assert redis_sync.zrange(dedupe_key("s:a"), 0, -1) == [b"new"]
 
 
-async def test_the_stream_is_trimmed_approximately_to_maxlen(
-    client: Redis, redis_sync: redis.Redis
-) -> None:
-    writer = FanoutWriter(client, maxlen=10, dedupe_ttl=60)
+async def test_appends_never_trim_the_stream(client: Redis, redis_sync: redis.Redis) -> None:
+    # Trimming is relay.streams.trim's job: it knows what the consumer groups still need.
+    writer = FanoutWriter(client, dedupe_ttl=60)
     for n in range(500):
         await writer.write(entry(f"m{n}"), ["s:a"])
-    assert 10 <= redis_sync.xlen("s:a") < 500
+    assert redis_sync.xlen("s:a") == 500
 
 
 async def test_the_script_is_reloaded_after_the_cache_is_flushed(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     await writer.load_script()
     redis_sync.script_flush()
     assert redis_sync.script_exists(FANOUT_SHA) == [False]
@@ -197,7 +196,7 @@ async def test_a_failing_step_writes_nothing_to_that_stream(
 ) -> None:
     """The dedupe set is read before the stream is written: a wrong-typed key fails early."""
     redis_sync.set(dedupe_key("s:a"), "not a sorted set")
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         await writer.write(entry(), ["s:a"])
     assert redis_sync.xlen("s:a") == 0
@@ -206,7 +205,7 @@ async def test_a_failing_step_writes_nothing_to_that_stream(
 async def test_one_script_call_covers_every_stream_of_a_delivery(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     await writer.load_script()
     redis_sync.config_resetstat()
     written = await writer.write(entry(), ["s:a", "s:b", "s:c"])
@@ -221,7 +220,7 @@ async def test_an_error_on_a_later_stream_keeps_the_earlier_ones_whole_and_a_ret
     """Each stream is settled on its own inside the one call: s:a gets its entry and its
     mark, s:b fails before writing; once s:b is repaired, the retry writes only s:b."""
     redis_sync.set(dedupe_key("s:b"), "not a sorted set")
-    writer = FanoutWriter(client, maxlen=1000, dedupe_ttl=60)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         await writer.write(entry(), ["s:a", "s:b"])
     assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 0

@@ -43,7 +43,7 @@ async def client(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterato
 
 async def publish(client: Redis, count: int = 1, stream: str = STREAM) -> list[str]:
     """Entries exactly as the relay writes them."""
-    writer = FanoutWriter(client, maxlen=10_000, dedupe_ttl=600)
+    writer = FanoutWriter(client, dedupe_ttl=600)
     ids = []
     for n in range(count):
         payload = json.dumps(
