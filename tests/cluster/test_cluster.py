@@ -60,10 +60,12 @@ async def test_fan_out_across_shards_exactly_once(
     headers = sign(body, msg_id="msg_cluster")
 
     statuses = await concurrent_copies(http, url, body, headers, 20)
-    assert statuses == ["accepted"] + ["duplicate"] * 19
+    # Each slot is settled on its own: two concurrent copies can each come first in a
+    # different stream's slot, and both answer "accepted". What must hold is per stream.
+    assert "accepted" in statuses and set(statuses) <= {"accepted", "duplicate"}
     client = cluster.client()
     for stream in STREAMS:
-        [(_, fields)] = client.xrange(stream)
+        [(_, fields)] = client.xrange(stream)  # exactly one entry in every stream
         assert fields[b"payload"] == body
     async with http.get(f"http://127.0.0.1:{server.admin_port}/readyz") as response:
         assert response.status == 200
