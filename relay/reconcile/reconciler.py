@@ -81,6 +81,9 @@ class Reconciler:
         self._sweep = sweep
         self.state = SharedState(redis, prefix)
         self._lock_key = lock_key(prefix)
+        # One token for the life of this relay: a lock it still held when Redis went away
+        # (persisted with the data) is its own to take again, not a 30 s wait.
+        self._sweep_lock = RedisLock(redis, self._lock_key, ttl=LOCK_TTL_S)
         self.interval = interval
         self.max_lookback = max_lookback
         self.metrics = metrics
@@ -155,8 +158,8 @@ class Reconciler:
                 await asyncio.wait_for(self._wake.wait(), self.tick_s)
 
     async def sweep_if_due(self) -> SweepResult | None:
-        lock = RedisLock(self._redis, self._lock_key, ttl=LOCK_TTL_S)
-        if not await lock.acquire():
+        lock = self._sweep_lock
+        if not (await lock.acquire() or await lock.extend()):
             raise Busy
         async with lock.kept():
             due = plan(await self.state.read(), time.time(), self.interval, self.max_lookback)

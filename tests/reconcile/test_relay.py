@@ -183,3 +183,33 @@ async def test_429_is_waited_out_and_an_api_failure_is_swept_again(
         'relay_reconcile_sweeps_total{outcome="failed"} 1.0',
         'relay_reconcile_sweeps_total{outcome="ok"} 1.0',
     )
+
+
+async def test_a_lock_left_by_this_relay_is_its_own_but_another_relays_is_respected(
+    start_relay: StartRelay,
+    redis_url: str,
+    redis_sync: redis.Redis,
+    fake_api: FakeAnyFormat,
+    org: Organisation,
+) -> None:
+    """Redis going away while a relay held the sweep lock leaves the key (persisted with the
+    data): that relay sweeps again at once; a lock another relay holds is waited for."""
+    from relay.reconcile.reconciler import Busy
+    from relay.reconcile.state import lock_key
+
+    server = await start_relay(redis_url, **reconciling(fake_api))
+    reconciler = server.reconciler
+    assert reconciler is not None
+    await eventually(lambda: reconciler.checks >= 1, what="the first check")
+    key = lock_key("anyformat")
+    redis_sync.set(key, "another-relay", px=30_000)
+    try:
+        await reconciler.sweep_if_due()
+    except Busy:
+        pass
+    else:
+        raise AssertionError("swept under another relay's lock")
+    assert redis_sync.get(key) == b"another-relay"
+    redis_sync.set(key, reconciler._sweep_lock.token, px=30_000)  # ours, left behind
+    await reconciler.sweep_if_due()  # not Busy
+    assert redis_sync.get(key) is None  # taken again, then released
