@@ -73,7 +73,7 @@ def _sentinel_master(settings: Settings, options: dict[str, Any]) -> Redis:
     url.pop("host", None)
     url.pop("port", None)
     password = settings.redis_sentinel_password
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis-py 8.2
         [sentinel_address(address) for address in settings.redis_sentinels],
         sentinel_kwargs={
             "socket_timeout": settings.redis_timeout,
