@@ -8,7 +8,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from relay.server import RelayServer
+from relay.receiver.app import RelayServer
 from relay.settings import Settings
 from tests.support.fake_anyformat import FakeAnyFormat
 from tests.support.process import RelayProcess

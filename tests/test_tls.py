@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import trustme
 
-from relay.server import RelayServer
+from relay.receiver.app import RelayServer
 from relay.tls import ReloadingContext
 from tests.conftest import StartRelay
 from tests.support.signing import event_body, sign

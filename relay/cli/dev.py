@@ -26,7 +26,7 @@ def dev() -> None:
     from relay.dev.embedded import start_embedded_redis
     from relay.dev.state import DevState, save_state
     from relay.observability import configure_logging
-    from relay.server import FatalError, serve
+    from relay.receiver.app import FatalError, serve
 
     settings = load_settings()
     secret = settings.webhook_secrets[0] if settings.webhook_secrets else None

@@ -24,7 +24,7 @@ def run() -> None:
         from relay.supervisor import supervise
 
         sys.exit(supervise(settings.workers))
-    from relay.server import FatalError, serve
+    from relay.receiver.app import FatalError, serve
 
     try:
         run_loop(serve(settings))

@@ -8,9 +8,10 @@ import signal
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
+from prometheus_client import ProcessCollector, generate_latest
 from redis.asyncio import Redis
 
+from relay.receiver.admin import admin_app, admin_runner
 from relay.redis_client import RedisTooOld, redis_from_settings, wait_for_version
 from relay.settings import Settings
 from relay.worker.metrics import WorkerMetrics
@@ -18,25 +19,19 @@ from relay.worker.runtime import Handler, Worker
 
 
 async def _admin_site(worker: Worker, host: str, port: int) -> web.AppRunner:
-    async def serve_metrics(request: web.Request) -> web.Response:
-        body = generate_latest(worker.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(request: web.Request) -> web.Response:
+    async def readiness() -> tuple[int, dict[str, Any]]:
         """Ready: set-up done, Redis answers, the group exists."""
         reason = await worker.readiness()
         if reason is None:
-            return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not_ready", "reason": reason}, status=503)
+            return 200, {"status": "ready"}
+        return 503, {"status": "not_ready", "reason": reason}
 
-    app = web.Application()
-    app.router.add_get("/metrics", serve_metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    app = admin_app(
+        health={"status": "ok"},
+        readiness=readiness,
+        metrics=lambda: generate_latest(worker.metrics.registry),
+    )
+    runner = admin_runner(app)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

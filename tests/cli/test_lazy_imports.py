@@ -16,7 +16,7 @@ from relay.cli import main
 from relay.cli.app import COMMANDS
 
 HEAVY = ("aiohttp", "redis", "pydantic", "pydantic_settings", "structlog", "prometheus_client",
-         "relay.worker", "relay.settings", "relay.server", "asyncio")  # fmt: skip
+         "relay.worker", "relay.settings", "relay.receiver", "asyncio")  # fmt: skip
 
 
 # Runs `python -m relay ARGV` and prints, at exit, every module the process had imported.

@@ -16,7 +16,7 @@ import aiohttp.web_protocol
 import pytest
 import redis
 
-from relay.server import RelayServer
+from relay.receiver.app import RelayServer
 from tests.conftest import StartRelay
 from tests.support.raw_http import exchange, request, signed_request
 from tests.support.signing import event_body, sign

@@ -19,7 +19,7 @@ import redis
 import trustme
 
 from relay.ingest.connections import PublicConnection
-from relay.server import RelayServer
+from relay.receiver.app import RelayServer
 from tests.conftest import StartRelay
 from tests.support.http import relay_metrics
 from tests.support.raw_http import RawAnswer, signed_request

@@ -11,7 +11,7 @@ from typing import TypeVar
 import aiohttp
 import redis
 
-from relay.server import RelayServer
+from relay.receiver.app import RelayServer
 from tests.support.http import relay_metrics
 from tests.support.registering import PATH, registering
 from tests.support.registering import PUBLIC_URL as PUBLIC_URL

@@ -12,7 +12,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from relay.registration.record import load_record
-from relay.server import RelayServer
+from relay.receiver.app import RelayServer
 from tests.conftest import StartRelay
 from tests.registration.conftest import EVENTS
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat

@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from relay.server import RelayServer
+from relay.receiver.app import RelayServer
 
 
 async def concurrent_copies(

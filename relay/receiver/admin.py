@@ -1,0 +1,54 @@
+"""The admin app of both programs (``relay run`` and ``relay worker``): ``/healthz``,
+``/readyz`` and ``/metrics`` on a port never exposed to the internet.
+
+Each program says what alive, ready and its metrics mean; the routes, the runner and the
+listener are built here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+# What /readyz answers: the status code and the JSON document.
+Readiness = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+def admin_app(
+    *,
+    health: dict[str, str],
+    readiness: Readiness,
+    metrics: Callable[[], bytes],
+    server_header: str | None = None,
+) -> web.Application:
+    """The three routes; ``server_header`` replaces aiohttp's ``Server`` (which names it)."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response(health)
+
+    async def readyz(request: web.Request) -> web.Response:
+        status, document = await readiness()
+        return web.json_response(document, status=status)
+
+    async def serve_metrics(request: web.Request) -> web.Response:
+        return web.Response(body=metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    if server_header is not None:
+
+        async def no_software_named(request: web.Request, response: web.StreamResponse) -> None:
+            response.headers["Server"] = server_header
+
+        app.on_response_prepare.append(no_software_named)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", serve_metrics)
+    return app
+
+
+def admin_runner(app: web.Application) -> web.AppRunner:
+    """The runner both programs use: their own signal handling, no access log."""
+    return web.AppRunner(app, handle_signals=False, access_log=None)

@@ -1,0 +1,165 @@
+"""The receiver's background services: each a named coroutine, started as one task and
+stopped the same way (cancelled, awaited, cancelled again if it swallowed that).
+
+Which run depends on the settings: see :func:`services_for`. None delays a delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from relay.reconcile.metrics import ReconcileMetrics
+from relay.reconcile.reconciler import Reconciler
+from relay.receiver.parts import Relay
+from relay.redis_client import wait_for_version
+from relay.registration.client import AnyFormatClient
+from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
+from relay.registration.registrar import Registrar
+from relay.streams.health import StreamHealthMonitor
+from relay.streams.trim import Retention, Trimmer
+from relay.tls import ReloadingContext
+
+log = structlog.get_logger("relay.server")
+
+IN_FLIGHT_SAMPLE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Service:
+    """One background unit: its name (the task's, in logs) and what it runs."""
+
+    name: str
+    run: Callable[[], Coroutine[Any, Any, None]]
+
+
+class Services:
+    """The running services: started one way, stopped together."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, service: Service) -> asyncio.Task[None]:
+        task = asyncio.create_task(service.run(), name=service.name)
+        self.tasks[service.name] = task
+        return task
+
+    def get(self, name: str) -> asyncio.Task[None] | None:
+        return self.tasks.get(name)
+
+    async def stop(self) -> None:
+        await cancel_all(list(self.tasks.values()))
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel background tasks and wait for them; cancel again any that swallowed it."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+        if pending:
+            log.warning("background_task_ignored_cancel", tasks=[t.get_name() for t in pending])
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("background_task_ended", task=task.get_name(), error=repr(task.exception()))
+
+
+def trimmer_for(relay: Relay) -> Trimmer:
+    settings = relay.settings
+    retention = Retention(
+        settings.stream_maxlen, settings.stream_max_age, settings.stream_hard_maxlen
+    )
+    return Trimmer(relay.redis, retention, relay.streams, dropped=relay.metrics.dropped_unread)
+
+
+def health_monitor_for(relay: Relay) -> StreamHealthMonitor:
+    return StreamHealthMonitor(relay.redis, relay.streams, relay.health)
+
+
+def reconciler_for(relay: Relay) -> Reconciler:
+    return Reconciler.from_settings(
+        relay.settings,
+        redis=relay.redis,
+        writer=relay.writer,
+        router=relay.router,
+        metrics=ReconcileMetrics(relay.metrics.registry),
+    )
+
+
+def services_for(
+    relay: Relay,
+    *,
+    trimmer: Trimmer,
+    health: StreamHealthMonitor,
+    tls: ReloadingContext | None,
+    reconciler: Reconciler | None,
+) -> list[Service]:
+    """The services this process runs, in start order. With RELAY_WORKERS > 1 only process
+    0 registers and reconciles; all read the record."""
+    settings = relay.settings
+    services = []
+    if not relay.version_checked:
+        services.append(Service("version_check", lambda: check_version_later(relay)))
+    if relay.secrets.reads_record:
+        interval = settings.secret_refresh_interval
+        services.append(Service("secret_refresh", lambda: relay.secrets.run(interval)))
+    if tls is not None:
+        services.append(Service("tls_reload", tls.watch))
+    services.append(Service("in_flight_sampler", lambda: sample_in_flight(relay)))
+    services.append(Service("trimmer", trimmer.run))
+    services.append(Service("stream_health", health.run))
+    if settings.self_register and not settings.worker_index:
+        services.append(Service("registration", lambda: register(relay)))
+    if reconciler is not None:
+
+        def receiving() -> bool:
+            return bool(relay.secrets.keys) and not relay.draining
+
+        services.append(Service("reconcile_heartbeat", lambda: reconciler.heartbeat(receiving)))
+        services.append(Service("reconcile_sweeper", reconciler.sweeper))
+    return services
+
+
+async def check_version_later(relay: Relay) -> None:
+    """Redis did not answer at start-up: check its version once it does."""
+    await wait_for_version(relay.redis)
+
+
+async def sample_in_flight(relay: Relay) -> None:
+    while True:
+        relay.sample_in_flight()
+        await asyncio.sleep(IN_FLIGHT_SAMPLE_SECONDS)
+
+
+async def register(relay: Relay) -> None:
+    """Register (or confirm) the subscription, then keep it right in the background.
+
+    Runs while the listeners serve: deliveries are accepted as soon as a secret is
+    loaded, from the stored record or from this registration. Ends only by raising
+    what must stop the relay (see ``relay.registration.keeper``).
+    """
+    settings = relay.settings
+    assert settings.anyformat_api_key is not None and settings.public_url is not None
+    secrets = relay.secrets
+    async with AnyFormatClient(settings.anyformat_base_url, settings.anyformat_api_key) as api:
+        registrar = Registrar(
+            relay.redis,
+            api,
+            prefix=settings.stream_prefix,
+            public_url=settings.public_url,
+            events=settings.events,
+            codec=secrets.codec,
+            on_record=secrets.use,
+        )
+        keeper = RegistrationKeeper(
+            registrar,
+            RegistrationMetrics(relay.metrics.registry),
+            can_serve=lambda: bool(secrets.keys),
+            recheck_interval=settings.registration_recheck_interval,
+        )
+        await keeper.run()
