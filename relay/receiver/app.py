@@ -17,7 +17,6 @@ from aiohttp import web
 
 from relay import __version__
 from relay.ingest.connections import SERVER_HEADER, PublicSite
-from relay.reconcile.reconciler import Reconciler
 from relay.receiver.admin import admin_app, admin_runner
 from relay.receiver.parts import Relay
 from relay.receiver.public import build_public_server
@@ -28,6 +27,7 @@ from relay.receiver.services import (
     services_for,
     trimmer_for,
 )
+from relay.reconcile.reconciler import Reconciler
 from relay.redis_client import RedisTooOld
 from relay.registration.client import ApiError
 from relay.registration.record import SecretUnreadable
