@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
+from dataclasses import MISSING, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,100 +17,49 @@ from relay.cli.app import iso, load_settings, main, run_loop, table, with_redis
 # --- workers -------------------------------------------------------------------------------
 
 
+def _with_worker_options(command: Callable[..., None]) -> Callable[..., None]:
+    """One click option per field of :class:`WorkerOptions`, in its order."""
+    from relay.worker_options import WorkerOptions
+
+    defaults = {f.name: f.default for f in fields(WorkerOptions)}
+    for name, flag in reversed(WorkerOptions.flags().items()):
+        default = defaults[name]
+        kind: Any = None
+        if flag.kind is int and (flag.minimum is not None or flag.maximum is not None):
+            kind = click.IntRange(flag.minimum, flag.maximum)
+        elif flag.kind is float:
+            kind = click.FloatRange(flag.minimum, flag.maximum, min_open=flag.minimum_open)
+        required = default is MISSING
+        command = click.option(
+            flag.flag,
+            name,
+            required=required,
+            default=None if required else default,
+            show_default=not required and default is not None,
+            type=kind,
+            help=flag.help,
+        )(command)
+    return command
+
+
 @main.command()
-@click.option("--stream", required=True, help="Stream to consume.")
-@click.option("--group", required=True, help="Consumer group (created when missing).")
-@click.option("--handler", "handler_path", required=True, help="package.module:function")
-@click.option(
-    "--lifespan",
-    "lifespan_path",
-    default=None,
-    help="package.module:function, an async context manager run around the worker: "
-    "set up shared resources once per process; what it yields is event.state.",
-)
-@click.option("--consumer", default=None, help="Consumer name [default: host name + pid].")
-@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--max-held",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Entries held at most (running, waiting for a slot or a retry); the worker takes "
-    "no more until some finish.  [default: 10 x concurrency]",
-)
-@click.option("--max-attempts", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--backoff-base", default=1.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--backoff-max", default=60.0, show_default=True, type=click.FloatRange(min=0))
-@click.option(
-    "--handler-timeout",
-    default=None,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds a handler may run; a longer one is cancelled (a failed attempt).  "
-    "[default: no limit]",
-)
-@click.option(
-    "--claim-idle",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds before another consumer's idle pending entry is taken over.",
-)
-@click.option(
-    "--outage-threshold",
-    default=10,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Different entries failing in a row that mean a downstream outage: consumption "
-    "pauses and failures stop counting as attempts (0: never pause).",
-)
-@click.option(
-    "--outage-probe-interval",
-    default=5.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds between probes (one held entry's attempt) during an outage.",
-)
-@click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--metrics-port", default=None, type=click.IntRange(0, 65535),
-              help="Serve /metrics, /healthz and /readyz on this port.")  # fmt: skip
-@click.option(
-    "--start-id",
-    default="0",
-    show_default=True,
-    help="Where a new group starts: 0 (every entry still in the stream) or $ (only "
-    "entries written from now on).",
-)
-def worker(
-    stream: str,
-    group: str,
-    handler_path: str,
-    lifespan_path: str | None,
-    consumer: str | None,
-    concurrency: int,
-    max_held: int | None,
-    max_attempts: int,
-    backoff_base: float,
-    backoff_max: float,
-    handler_timeout: float | None,
-    claim_idle: float,
-    outage_threshold: int,
-    outage_probe_interval: float,
-    shutdown_timeout: float,
-    metrics_port: int | None,
-    start_id: str,
-) -> None:
+@_with_worker_options
+def worker(**values: Any) -> None:
     """Run an async handler for each entry of STREAM, through consumer group GROUP."""
     from relay.observability import configure_logging
     from relay.worker.loader import HandlerError, load_handler, load_lifespan
     from relay.worker.process import run_worker
     from relay.worker.retry import RetryPolicy
+    from relay.worker_options import WorkerOptions
 
+    options = WorkerOptions(**values)
     settings = load_settings()
-    if max_held is not None and max_held < concurrency:
+    if options.max_held is not None and options.max_held < options.concurrency:
         raise click.BadParameter("--max-held must be at least --concurrency")
     try:
-        handler = load_handler(handler_path)
-        lifespan = load_lifespan(lifespan_path) if lifespan_path else None
-        retry = RetryPolicy(max_attempts, backoff_base, backoff_max)
+        handler = load_handler(options.handler)
+        lifespan = load_lifespan(options.lifespan) if options.lifespan else None
+        retry = RetryPolicy(options.max_attempts, options.backoff_base, options.backoff_max)
     except (HandlerError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None
     configure_logging(settings.log_level, settings.log_format)
@@ -116,20 +67,10 @@ def worker(
         run_worker(
             settings,
             handler,
-            metrics_port=metrics_port,
-            stream=stream,
-            group=group,
-            consumer=consumer,
-            concurrency=concurrency,
-            max_held=max_held,
+            metrics_port=options.metrics_port,
             retry=retry,
-            handler_timeout=handler_timeout,
-            claim_idle=claim_idle,
-            outage_threshold=outage_threshold,
-            outage_probe_interval=outage_probe_interval,
-            shutdown_timeout=shutdown_timeout,
-            start_id=start_id,
             lifespan=lifespan,
+            **options.for_runtime(),
         )
     )
 

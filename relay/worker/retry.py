@@ -5,12 +5,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from relay.worker_options import WorkerOptions
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 5
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
+    """Attempts and backoff; the defaults are the worker options' (declared once)."""
+
+    max_attempts: int = WorkerOptions.max_attempts
+    backoff_base: float = WorkerOptions.backoff_base
+    backoff_max: float = WorkerOptions.backoff_max
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

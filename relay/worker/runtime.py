@@ -6,9 +6,11 @@ number is Redis's delivery counter, so it survives restarts. After the last atte
 once on ``Reject``, the entry moves to ``{stream}:dlq``. Entries of a consumer that died are
 taken over after ``claim_idle``; entries this consumer holds are kept claimed by heartbeats.
 
-Three loops feed and guard the held entries: ``read`` takes new entries, ``claim`` takes
-over idle ones, ``heartbeat`` keeps ours. Both intake loops wait while the hold is full or a
-downstream outage pauses consumption.
+Three loops feed and guard the held entries: ``read`` takes new entries
+(``relay.worker.reading``), ``claim`` takes over idle ones and ``heartbeat`` keeps ours
+(``relay.worker.takeover``). Both intake loops share one shape (``relay.worker.intake``):
+they wait while the hold is full or a downstream outage pauses consumption. This module
+runs them and follows each entry from its first attempt to its acknowledgement.
 """
 
 from __future__ import annotations
@@ -20,29 +22,30 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.worker.acks import AckBatcher
 from relay.worker.breaker import Breaker, Verdict
 from relay.worker.capacity import Capacity
 from relay.worker.claims import Claims
-from relay.worker.controls import Reject, Retry
 from relay.worker.deadletter import dead_letter
 from relay.worker.event import Event, MalformedEntry, decode_fields, parse_entry
+from relay.worker.handling import Outcome, call_handler
+from relay.worker.intake import TRANSIENT, Stopping
 from relay.worker.metrics import WorkerMetrics
+from relay.worker.reading import read_loop
 from relay.worker.retry import RetryPolicy
+from relay.worker.takeover import claim_loop, heartbeat_loop
+from relay.worker_options import WorkerOptions
 
 Handler = Callable[[Event], Awaitable[Any]]
 # Called once per process: set-up before the first entry, tear-down after the last one.
 Lifespan = Callable[[], AbstractAsyncContextManager[Mapping[str, Any] | None]]
-TRANSIENT = (RedisConnectionError, RedisTimeoutError)
 SHORT_CLAIM_IDLE = 30.0
 HELD_PER_SLOT = 10  # default cap on held entries: ten per handler slot
 
@@ -50,31 +53,8 @@ T = TypeVar("T")
 log = structlog.get_logger("relay.worker")
 
 
-class _Stopping(Exception):
-    """The worker stops before this entry's next step: it stays pending, for a takeover."""
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    handled: bool
-    error: str = ""
-    rejected: bool = False
-    retry_after: float | None = None
-
-
-def group_gone(exc: ResponseError) -> bool:
-    """The group (or its whole stream) vanished: deleted, or Redis lost its data."""
-    text = str(exc)
-    return "NOGROUP" in text or text.startswith("UNBLOCKED")
-
-
 def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 @contextlib.asynccontextmanager
@@ -83,6 +63,9 @@ async def _no_lifespan() -> AsyncIterator[None]:
 
 
 class Worker:
+    """One consumer of one group; its options and their defaults are
+    :class:`relay.worker_options.WorkerOptions` (the retry policy is built from three)."""
+
     def __init__(
         self,
         redis: Redis,
@@ -90,16 +73,16 @@ class Worker:
         stream: str,
         group: str,
         handler: Handler,
-        consumer: str | None = None,
-        concurrency: int = 10,
-        max_held: int | None = None,
+        consumer: str | None = WorkerOptions.consumer,
+        concurrency: int = WorkerOptions.concurrency,
+        max_held: int | None = WorkerOptions.max_held,
         retry: RetryPolicy | None = None,
-        handler_timeout: float | None = None,
-        claim_idle: float = 60.0,
-        outage_threshold: int = 10,
-        outage_probe_interval: float = 5.0,
-        shutdown_timeout: float = 30.0,
-        start_id: str = "0",
+        handler_timeout: float | None = WorkerOptions.handler_timeout,
+        claim_idle: float = WorkerOptions.claim_idle,
+        outage_threshold: int = WorkerOptions.outage_threshold,
+        outage_probe_interval: float = WorkerOptions.outage_probe_interval,
+        shutdown_timeout: float = WorkerOptions.shutdown_timeout,
+        start_id: str = WorkerOptions.start_id,
         block: float = 2.0,
         lifespan: Lifespan | None = None,
         metrics: WorkerMetrics | None = None,
@@ -122,16 +105,16 @@ class Worker:
         self.block_ms = int(block * 1000)
         self.metrics = metrics or WorkerMetrics()
         self.capacity = Capacity(concurrency, max_held or HELD_PER_SLOT * concurrency)
-        self._log = log.bind(stream=stream, group=group, consumer=self.consumer)
-        self.breaker = Breaker(outage_threshold, outage_probe_interval, self._log)
+        self.log = log.bind(stream=stream, group=group, consumer=self.consumer)
+        self.breaker = Breaker(outage_threshold, outage_probe_interval, self.log)
         self._lifespan = lifespan or _no_lifespan
         self._state: Mapping[str, Any] = {}
-        self._m = self.metrics.series(stream, group)
-        self._claims = Claims(redis, stream, group, self.consumer)
+        self.series = self.metrics.series(stream, group)
+        self.claims = Claims(redis, stream, group, self.consumer)
         self._acks = AckBatcher(redis, stream, group)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._gone: set[str] = set()  # held entries whose message was deleted meanwhile
-        self._last_read: str | None = None  # the newest entry this consumer was given
+        self.gone: set[str] = set()  # held entries whose message was deleted meanwhile
+        self.last_read: str | None = None  # the newest entry this consumer was given
         self._generation = 0  # bumped when the group is recreated
         self.phase = "starting"  # then "running", "draining" (handlers finish), "stopped"
         self._stopping = asyncio.Event()
@@ -159,7 +142,7 @@ class Worker:
 
     async def run(self) -> None:
         if self.claim_idle < SHORT_CLAIM_IDLE:
-            self._log.warning(
+            self.log.warning(
                 "claim_idle_short",
                 claim_idle_s=self.claim_idle,
                 advice="entries are kept claimed while their handler runs, but a worker "
@@ -170,25 +153,25 @@ class Worker:
             self._state = state or {}
             try:
                 # Redis unreachable at start is waited for (readiness: "starting").
-                await self._or_stop(self._redis_call(self._ensure_group, self.start_id))
-            except _Stopping:
+                await self.or_stop(self._redis_call(self._ensure_group, self.start_id))
+            except Stopping:
                 pass  # stopped before Redis ever answered
             else:
                 self.phase = "running"
-                self._log.info(
+                self.log.info(
                     "worker_started", concurrency=self.concurrency,
                     max_held=self.capacity.max_held,
                 )  # fmt: skip
                 await self._serve()
         self.phase = "stopped"
-        self._log.info("worker_stopped")
+        self.log.info("worker_stopped")
 
     async def _serve(self) -> None:
         intake = [
-            asyncio.create_task(self._read_loop(), name="read"),
-            asyncio.create_task(self._claim_loop(), name="claim"),
+            asyncio.create_task(read_loop(self), name="read"),
+            asyncio.create_task(claim_loop(self), name="claim"),
         ]
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        heartbeat = asyncio.create_task(heartbeat_loop(self), name="heartbeat")
         stopping = asyncio.create_task(self._stopping.wait())
         await asyncio.wait([stopping, heartbeat, *intake], return_when=asyncio.FIRST_COMPLETED)
         self._stopping.set()
@@ -200,7 +183,7 @@ class Worker:
         heartbeat.cancel()
         results += await asyncio.gather(heartbeat, return_exceptions=True)
         for result in results:
-            if isinstance(result, Exception) and not isinstance(result, _Stopping):
+            if isinstance(result, Exception) and not isinstance(result, Stopping):
                 raise result  # a loop died of something unexpected: say so, non-zero
 
     async def _drain(self) -> None:
@@ -211,100 +194,16 @@ class Worker:
                 task.cancel()  # left pending: another consumer takes it over
             await asyncio.gather(*tasks, return_exceptions=True)
             if unfinished:
-                self._log.warning("handlers_cancelled_at_shutdown", count=len(unfinished))
+                self.log.warning("handlers_cancelled_at_shutdown", count=len(unfinished))
 
     # --- intake ------------------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
-        failures = 0
-        while True:
-            await self._or_stop(self.breaker.wait_closed())
-            # Read no more than can start now: entries wait in Redis, not in this process.
-            count = await self._or_stop(self.capacity.reserve())
-            try:
-                reply: Any = await self.redis.xreadgroup(
-                    self.group, self.consumer, {self.stream: ">"},
-                    count=count, block=self.block_ms,
-                )  # fmt: skip
-                failures = 0
-            except ResponseError as exc:
-                if not group_gone(exc):
-                    raise
-                await self._recreate_group()
-                continue
-            except TRANSIENT as exc:
-                failures += 1
-                await self._pause_after_redis_error("read", exc, failures)
-                continue
-            finally:
-                self.capacity.unreserve(count)
-            entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1] if reply else []
-            for raw_id, fields in entries:
-                entry_id = raw_id.decode()
-                self._last_read = entry_id
-                self._spawn(entry_id, fields, attempt=1)
-
-    async def _claim_loop(self) -> None:
-        """Take over idle entries, walking the pending list with ``XAUTOCLAIM``'s cursor
-        for as long as there is room and something to take; rest between full scans."""
-        interval = max(min(self.claim_idle / 2, 30.0), 0.05)
-        failures = 0
-        while True:
-            await self._or_stop(self.breaker.wait_closed())
-            # Like the reads: take over no more than can start now, so that entries wait in
-            # Redis, where any consumer with a free slot may take them.
-            room = await self._or_stop(self.capacity.reserve())
-            try:
-                taken = await self._claims.take_over(int(self.claim_idle * 1000), room)
-                failures = 0
-            except ResponseError as exc:
-                if not group_gone(exc):
-                    raise
-                await self._recreate_group()
-                continue
-            except TRANSIENT as exc:
-                failures += 1
-                await self._pause_after_redis_error("take_over", exc, failures)
-                continue
-            finally:
-                self.capacity.unreserve(room)
-            for entry_id in taken.gone:  # acknowledged by the take-over
-                if entry_id in self.capacity.held:
-                    self._gone.add(entry_id)  # ours: lost only if its handler fails
-                else:
-                    await self._lost(entry_id, "deleted while pending", ack=False)
-            for claimed in taken.claimed:
-                self._m.taken_over.inc()
-                self._log.info(
-                    "entry_taken_over", entry_id=claimed.entry_id, attempt=claimed.deliveries
-                )
-                self._spawn(claimed.entry_id, claimed.fields, attempt=claimed.deliveries)
-            if taken.finished and not taken.claimed:
-                await self._or_stop(asyncio.sleep(interval))
-
-    async def _heartbeat_loop(self) -> None:
-        interval = max(self.claim_idle / 3, 0.05)
-        while True:  # through the drain too: until the last handler has finished
-            await asyncio.sleep(interval)
-            try:
-                kept = await self._claims.keep(sorted(self.capacity.held))
-            except TRANSIENT:
-                continue
-            except ResponseError as exc:
-                if group_gone(exc):
-                    continue  # the intake loops recreate it
-                raise
-            for entry_id in kept.lost:
-                if entry_id in self.capacity.held:  # not just acknowledged meanwhile
-                    self._log.warning("entry_no_longer_ours", entry_id=entry_id)
-            self._gone.update(kept.gone)
-
     # --- one entry ---------------------------------------------------------------------
 
-    def _spawn(self, entry_id: str, raw: Mapping[bytes, bytes], attempt: int) -> None:
+    def spawn(self, entry_id: str, raw: Mapping[bytes, bytes], attempt: int) -> None:
         if not self.capacity.hold(entry_id):
             return  # already ours and in progress (taken over from ourselves)
-        self._m.held.set(len(self.capacity.held))
+        self.series.held.set(len(self.capacity.held))
         task = asyncio.create_task(self._process(entry_id, decode_fields(raw), attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -328,17 +227,17 @@ class Worker:
                 outcome = await self._run_once(event)
                 if outcome.handled:
                     await self._redis_call(self._acks.ack, entry_id)
-                    self._m.handled.inc()
+                    self.series.handled.inc()
                     return
                 if outcome.rejected:
-                    self._m.rejected.inc()
+                    self.series.rejected.inc()
                     await self._dead_letter(entry_id, fields, event.attempt, outcome.error)
                     return
-                if entry_id in self._gone:
-                    await self._lost(entry_id, "deleted while its handler was failing")
+                if entry_id in self.gone:
+                    await self.lost(entry_id, "deleted while its handler was failing")
                     return
                 if self.breaker.failed(entry_id) is Verdict.OUTAGE:
-                    self._m.paused.set(1)
+                    self.series.paused.set(1)
                     continue  # not counted: the next try waits for the breaker's probe turn
                 if event.attempt >= self.retry.max_attempts:
                     await self._dead_letter(entry_id, fields, event.attempt, outcome.error)
@@ -347,33 +246,33 @@ class Worker:
                 if deliveries <= 0:
                     return
                 event = replace(event, attempt=deliveries)
-        except _Stopping:
+        except Stopping:
             pass  # left pending: taken over after claim_idle, by us or another consumer
         except ResponseError as exc:
             # NOGROUP and the like: the entry's state went with the group; nothing to ack.
-            self._log.error("entry_abandoned", entry_id=entry_id, error=str(exc))
+            self.log.error("entry_abandoned", entry_id=entry_id, error=str(exc))
         finally:
             self.capacity.release(entry_id)
-            self._gone.discard(entry_id)
-            self._m.held.set(len(self.capacity.held))
+            self.gone.discard(entry_id)
+            self.series.held.set(len(self.capacity.held))
             if not self.capacity.held and self.breaker.is_open and not self._stopping.is_set():
                 self.breaker.nothing_to_probe()
-                self._m.paused.set(0)
+                self.series.paused.set(0)
 
     async def _run_once(self, event: Event) -> Outcome:
         """One attempt, once the breaker and a handler slot let it run."""
         if self._stopping.is_set():
-            raise _Stopping
-        probe = await self._or_stop(self.breaker.admit()) if self.breaker.is_open else False
+            raise Stopping
+        probe = await self.or_stop(self.breaker.admit()) if self.breaker.is_open else False
         try:
             if not self.capacity.try_acquire_slot():
-                await self._or_stop(self.capacity.acquire_slot())
+                await self.or_stop(self.capacity.acquire_slot())
             try:
                 outcome = await self._attempt(event)
             finally:
                 self.capacity.release_slot()
             if outcome.handled and self.breaker.succeeded():
-                self._m.paused.set(0)
+                self.series.paused.set(0)
             return outcome
         finally:
             if probe:
@@ -384,62 +283,42 @@ class Worker:
         ``<= 0`` when it is no longer ours to retry."""
         after = outcome.retry_after
         delay = self.retry.delay(event.attempt) if after is None else after
-        self._m.retried.inc()
-        self._log.info(
+        self.series.retried.inc()
+        self.log.info(
             "retry_scheduled", entry_id=event.entry_id, attempt=event.attempt,
             retry_in_s=round(delay, 3),
         )  # fmt: skip
-        await self._or_stop(asyncio.sleep(delay))
-        deliveries = int(await self._redis_call(self._claims.reclaim, event.entry_id))
+        await self.or_stop(asyncio.sleep(delay))
+        deliveries = int(await self._redis_call(self.claims.reclaim, event.entry_id))
         if deliveries == -1:  # acknowledged by the reclaim
-            await self._lost(event.entry_id, "deleted while waiting for its retry", ack=False)
-        elif deliveries == 0 and event.entry_id in self._gone:
-            await self._lost(event.entry_id, "deleted while waiting for its retry")
+            await self.lost(event.entry_id, "deleted while waiting for its retry", ack=False)
+        elif deliveries == 0 and event.entry_id in self.gone:
+            await self.lost(event.entry_id, "deleted while waiting for its retry")
         elif deliveries == 0 and generation != self._generation:
-            await self._lost(event.entry_id, "its group was recreated meanwhile")
+            await self.lost(event.entry_id, "its group was recreated meanwhile")
         elif deliveries == 0:
-            self._log.info("retry_dropped", entry_id=event.entry_id, reason="taken over")
+            self.log.info("retry_dropped", entry_id=event.entry_id, reason="taken over")
         return deliveries
 
     async def _attempt(self, event: Event) -> Outcome:
         """Run the handler once and say how it went."""
-        self._m.in_flight.inc()
+        self.series.in_flight.inc()
         started = time.perf_counter()
         try:
-            outcome = await self._call_handler(event)
+            outcome = await call_handler(self.handler, event, self.handler_timeout)
         finally:
-            self._m.in_flight.dec()
+            self.series.in_flight.dec()
         elapsed = time.perf_counter() - started
         kind = "handled" if outcome.handled else "rejected" if outcome.rejected else "failed"
-        self._m.latency[kind].observe(elapsed)
+        self.series.latency[kind].observe(elapsed)
         if kind == "failed":
-            self._m.failed.inc()
-        self._log.info(
+            self.series.failed.inc()
+        self.log.info(
             "attempt", entry_id=event.entry_id, id=event.id, _event=event.event,
             attempt=event.attempt, outcome=kind, latency_ms=round(elapsed * 1000, 3),
             **({"error": outcome.error} if outcome.error else {}),
         )  # fmt: skip
         return outcome
-
-    async def _call_handler(self, event: Event) -> Outcome:
-        timeout = asyncio.timeout(self.handler_timeout) if self.handler_timeout else None
-        try:
-            if timeout is None:
-                await self.handler(event)
-            else:
-                async with timeout:
-                    await self.handler(event)
-        except Reject as exc:
-            return Outcome(False, f"Reject: {exc.reason}", rejected=True)
-        except Retry as exc:
-            return Outcome(False, f"Retry: {exc}", retry_after=exc.after)
-        except TimeoutError as exc:
-            if timeout is not None and timeout.expired():
-                return Outcome(False, f"HandlerTimeout: ran longer than {self.handler_timeout}s")
-            return Outcome(False, f"{type(exc).__name__}: {exc}")
-        except Exception as exc:
-            return Outcome(False, f"{type(exc).__name__}: {exc}")
-        return Outcome(True)
 
     async def _dead_letter(
         self, entry_id: str, fields: dict[str, bytes], attempts: int, error: str
@@ -448,24 +327,24 @@ class Worker:
             dead_letter, self.redis, self.stream, self.group, entry_id, fields,
             error=error, attempts=attempts,
         )  # fmt: skip
-        self._m.dead_lettered.inc()
-        self._log.warning("dead_lettered", entry_id=entry_id, attempts=attempts, error=error[:500])
+        self.series.dead_lettered.inc()
+        self.log.warning("dead_lettered", entry_id=entry_id, attempts=attempts, error=error[:500])
 
-    async def _lost(self, entry_id: str, reason: str, *, ack: bool = True) -> None:
+    async def lost(self, entry_id: str, reason: str, *, ack: bool = True) -> None:
         """An entry of the group went before its handler succeeded: never silently."""
-        self._m.lost.inc()
-        self._log.error("entry_lost", entry_id=entry_id, reason=reason)
+        self.series.lost.inc()
+        self.log.error("entry_lost", entry_id=entry_id, reason=reason)
         if ack:
             await self._redis_call(self.redis.xack, self.stream, self.group, entry_id)
 
     # --- helpers -----------------------------------------------------------------------
 
-    async def _or_stop(self, step: Awaitable[T]) -> T:
-        """Await ``step`` unless the worker stops first (then raise ``_Stopping``)."""
+    async def or_stop(self, step: Awaitable[T]) -> T:
+        """Await ``step`` unless the worker stops first (then raise ``Stopping``)."""
         if self._stopping.is_set():
             if asyncio.iscoroutine(step):
                 step.close()
-            raise _Stopping
+            raise Stopping
         task = asyncio.ensure_future(step)
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
@@ -477,7 +356,7 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if task.cancelled():
-            raise _Stopping
+            raise Stopping
         return task.result()
 
     async def _redis_call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
@@ -490,27 +369,27 @@ class Worker:
                 failures += 1
                 if self._stopping.is_set() and failures > 3:
                     raise
-                await self._pause_after_redis_error(getattr(fn, "__name__", "call"), exc, failures)
+                await self.pause_after_redis_error(getattr(fn, "__name__", "call"), exc, failures)
 
-    async def _pause_after_redis_error(self, step: str, exc: Exception, failures: int) -> None:
+    async def pause_after_redis_error(self, step: str, exc: Exception, failures: int) -> None:
         delay = min(5.0, 0.05 * 2**failures)
-        self._log.warning("redis_error", step=step, error=type(exc).__name__, retry_in_s=delay)
+        self.log.warning("redis_error", step=step, error=type(exc).__name__, retry_in_s=delay)
         await asyncio.sleep(delay)
 
     async def _ensure_group(self, start_id: str) -> None:
         try:
             await self.redis.xgroup_create(self.stream, self.group, id=start_id, mkstream=True)
-            self._log.info("group_created", start_id=start_id)
+            self.log.info("group_created", start_id=start_id)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _recreate_group(self) -> None:
+    async def recreate_group(self) -> None:
         """The group vanished (an operator's ``XGROUP DESTROY``, Redis restarted without
         persistence): recreate it after the newest entry this worker was given, so that
         what it handled is not handled again; at ``0`` if it was given nothing."""
-        start_id = self._last_read or "0"
+        start_id = self.last_read or "0"
         self._generation += 1
-        self._claims.restart_scan()
-        self._log.warning("group_missing_recreating", start_id=start_id)
+        self.claims.restart_scan()
+        self.log.warning("group_missing_recreating", start_id=start_id)
         await self._ensure_group(start_id)

@@ -11,8 +11,8 @@ import pytest
 import redis
 from prometheus_client import generate_latest
 
-from relay.registration.record import RegistrationRecord
 from relay.receiver.app import RelayServer
+from relay.registration.record import RegistrationRecord
 from relay.streams.keys import registration_key
 from tests.conftest import StartRelay
 from tests.support.http import concurrent_copies, relay_metrics

@@ -11,8 +11,8 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from relay.registration.record import load_record
 from relay.receiver.app import RelayServer
+from relay.registration.record import load_record
 from tests.conftest import StartRelay
 from tests.registration.conftest import EVENTS
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
