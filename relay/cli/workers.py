@@ -19,7 +19,7 @@ from relay.cli.app import iso, load_settings, main, run_loop, table, with_redis
 
 def _with_worker_options(command: Callable[..., None]) -> Callable[..., None]:
     """One click option per field of :class:`WorkerOptions`, in its order."""
-    from relay.worker_options import WorkerOptions
+    from relay.options import WorkerOptions
 
     defaults = {f.name: f.default for f in fields(WorkerOptions)}
     for name, flag in reversed(WorkerOptions.flags().items()):
@@ -47,10 +47,10 @@ def _with_worker_options(command: Callable[..., None]) -> Callable[..., None]:
 def worker(**values: Any) -> None:
     """Run an async handler for each entry of STREAM, through consumer group GROUP."""
     from relay.observability import configure_logging
+    from relay.options import WorkerOptions
     from relay.worker.loader import HandlerError, load_handler, load_lifespan
     from relay.worker.process import run_worker
     from relay.worker.retry import RetryPolicy
-    from relay.worker_options import WorkerOptions
 
     options = WorkerOptions(**values)
     settings = load_settings()

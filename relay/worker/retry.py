@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from relay.worker_options import WorkerOptions
+from relay.options import WorkerOptions
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from relay.options import WorkerOptions
 from relay.worker.acks import AckBatcher
 from relay.worker.breaker import Breaker, Verdict
 from relay.worker.capacity import Capacity
@@ -41,7 +42,6 @@ from relay.worker.metrics import WorkerMetrics
 from relay.worker.reading import read_loop
 from relay.worker.retry import RetryPolicy
 from relay.worker.takeover import claim_loop, heartbeat_loop
-from relay.worker_options import WorkerOptions
 
 Handler = Callable[[Event], Awaitable[Any]]
 # Called once per process: set-up before the first entry, tear-down after the last one.
@@ -64,7 +64,7 @@ async def _no_lifespan() -> AsyncIterator[None]:
 
 class Worker:
     """One consumer of one group; its options and their defaults are
-    :class:`relay.worker_options.WorkerOptions` (the retry policy is built from three)."""
+    :class:`relay.options.WorkerOptions` (the retry policy is built from three)."""
 
     def __init__(
         self,

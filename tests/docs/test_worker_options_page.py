@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.worker_options import WorkerOptions
+from relay.options import WorkerOptions
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "workers.md"
 HEADER = "| option | default | meaning |"
