@@ -54,9 +54,24 @@ def load_settings() -> Settings:
     from relay.settings import Settings, describe_errors
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         fail(describe_errors(exc))
+    warn_misspelt(settings)
+    return settings
+
+
+def warn_misspelt(settings: Settings) -> None:
+    """A typo (``RELAY_PORTT``) leaves a default in force silently: say so, once per process
+    tree (serving processes started by ``relay run`` do not repeat it)."""
+    import os
+
+    from relay.settings_typos import warnings_for
+
+    if settings.worker_index is not None:
+        return
+    for line in warnings_for(os.environ):
+        click.echo(f"relay: warning: {line}", err=True)
 
 
 class LazyGroup(click.Group):
