@@ -160,7 +160,7 @@ def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
             "id": letter.text("id"),
             "event": letter.text("event"),
             "group": letter.text("group"),
-            "attempts": letter.text("attempts"),
+            "attempts": _count(letter.text("attempts")),
             "failed_at": iso(letter.text("failed_at")),
             "error": letter.text("error"),
         }
@@ -175,6 +175,12 @@ def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
     table(rows, truncate={"error": 60})
     if more:
         click.echo(f"more: relay dlq list {stream} --limit {limit} --after {rows[-1]['dlq_id']}")
+
+
+def _count(text: str) -> int | str:
+    """A count stored as text, as a number (``--json`` readers compare it); as stored when
+    it is not one (an entry written by hand)."""
+    return int(text) if text.isdigit() else text
 
 
 @dlq.command("show")
