@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from relay.settings import Settings
 
 EXIT_CONFIG = 2
+EXIT_FAILED = 1
+# The Redis the running command talks to (set by with_redis): named in its error line.
+redis_in_use: list[str] = []
 T = TypeVar("T")
 
 # Which module of relay.cli defines each command. A module is imported only when one of its
@@ -86,6 +89,24 @@ class LazyGroup(click.Group):
             importlib.import_module(f"relay.cli.{COMMANDS[cmd_name]}")
         return self.commands.get(cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every failure a command meets ends as one line (``relay.cli.errors``)."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            import os
+
+            if os.environ.get("RELAY_LOG_LEVEL", "").lower() == "debug":
+                raise
+            from relay.cli.errors import describe
+
+            click.echo(
+                f"relay: {describe(exc, redis_in_use[-1] if redis_in_use else None)}", err=True
+            )
+            sys.exit(EXIT_FAILED)
+
 
 @click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="relay")
@@ -110,6 +131,8 @@ def with_redis(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     import asyncio
 
     from relay.redis_client import redis_from_settings
+
+    redis_in_use.append(settings.redis_url)
 
     async def go() -> T:
         redis = redis_from_settings(settings)

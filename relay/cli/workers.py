@@ -134,6 +134,19 @@ def worker(
     )
 
 
+_ENTRY_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+
+
+def entry_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Stream ids checked before Redis is asked: a typo is a usage error naming the
+    option, not Redis's "Invalid stream ID"."""
+    values = value if isinstance(value, tuple) else (value,)
+    for item in values:
+        if item is not None and not _ENTRY_ID.fullmatch(item):
+            raise click.BadParameter(f"{item!r} is not a stream id (like 1711281750000-0)")
+    return value
+
+
 @main.group()
 def dlq() -> None:
     """Inspect, replay and purge dead letters ({stream}:dlq)."""
@@ -143,7 +156,7 @@ def dlq() -> None:
 @click.argument("stream")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
               help="Dead letters per page.")  # fmt: skip
-@click.option("--after", default=None, metavar="DLQ_ID",
+@click.option("--after", default=None, metavar="DLQ_ID", callback=entry_ids,
               help="Start after this dead letter: the last id of the previous page.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
@@ -185,7 +198,7 @@ def _count(text: str) -> int | str:
 
 @dlq.command("show")
 @click.argument("stream")
-@click.argument("dlq_id")
+@click.argument("dlq_id", callback=entry_ids)
 def dlq_show(stream: str, dlq_id: str) -> None:
     """Every field of one dead letter, the payload pretty-printed."""
     from relay.worker.deadletter import get_dead
@@ -210,7 +223,8 @@ def dlq_show(stream: str, dlq_id: str) -> None:
 
 @dlq.command("replay")
 @click.argument("stream")
-@click.option("--id", "ids", multiple=True, help="A dead letter to replay (repeatable).")
+@click.option("--id", "ids", multiple=True, callback=entry_ids,
+              help="A dead letter to replay (repeatable).")  # fmt: skip
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
 def dlq_replay(stream: str, ids: tuple[str, ...], replay_all: bool) -> None:
     """Put dead letters back on STREAM, once each, and remove them from the DLQ."""
