@@ -127,10 +127,32 @@ def run_loop(coroutine: Coroutine[Any, Any, None]) -> None:
         uvloop.run(coroutine)
 
 
+def dev_aware(settings: Settings) -> Settings:
+    """The settings with the Redis of a running ``relay dev`` when none is configured, so
+    that a new terminal's ``relay stats`` reads what ``relay dev`` writes (as ``tail`` and
+    ``trigger`` do); said on stderr, since it is not the configured Redis."""
+    if "redis_url" in settings.model_fields_set or settings.redis_sentinels:
+        return settings
+    from relay.dev.state import load_state, state_path
+    from relay.settings import mask_url
+
+    state = load_state()
+    if state is None or not state.running() or state.redis_url == settings.redis_url:
+        return settings
+    click.echo(
+        f"relay: using the Redis of the running relay dev (pid {state.pid}): "
+        f"{mask_url(state.redis_url)} (RELAY_REDIS_URL is unset; from {state_path()})",
+        err=True,
+    )
+    return settings.model_copy(update={"redis_url": state.redis_url, "redis_cluster": False})
+
+
 def with_redis(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     import asyncio
 
     from relay.redis_client import redis_from_settings
+
+    settings = dev_aware(settings)
 
     redis_in_use.append(settings.redis_url)
 

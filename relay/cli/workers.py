@@ -10,7 +10,7 @@ from typing import Any
 import click
 import orjson
 
-from relay.cli.app import iso, load_settings, main, run_loop, table, with_redis
+from relay.cli.app import dev_aware, iso, load_settings, main, run_loop, table, with_redis
 
 # --- workers -------------------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ def worker(
     from relay.worker.process import run_worker
     from relay.worker.retry import RetryPolicy
 
-    settings = load_settings()
+    settings = dev_aware(load_settings())
     if max_held is not None and max_held < concurrency:
         raise click.BadParameter("--max-held must be at least --concurrency")
     try:
