@@ -262,7 +262,8 @@ def parse_before(text: str) -> int:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(
-            "use a duration (7d, 24h, 30m), Unix seconds or ms, or an ISO 8601 date-time"
+            "use a duration (7d, 24h, 30m), Unix seconds or ms, or an ISO 8601 date-time",
+            param_hint="--before",
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
