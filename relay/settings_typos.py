@@ -13,7 +13,7 @@ from pathlib import Path
 
 PREFIX = "RELAY_"
 # RELAY_* names read by something other than the settings (build arguments, scripts).
-NOT_SETTINGS = frozenset({"RELAY_IMAGE"})
+NOT_SETTINGS = frozenset({"RELAY_IMAGE", "RELAY_HEALTHCHECK_PORT"})
 
 
 def setting_names() -> list[str]:

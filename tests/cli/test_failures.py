@@ -193,3 +193,11 @@ def test_a_missing_file_or_a_bad_value_is_one_line(
 def test_a_command_that_works_still_works(tmp_path: Path) -> None:
     code, stdout, stderr = run(("config",), environment(tmp_path), tmp_path)
     assert code == 0 and "RELAY_REDIS_URL=" in stdout and stderr == ""
+
+
+def test_healthcheck_reads_its_port_from_the_environment(tmp_path: Path) -> None:
+    port = free_port()
+    env = environment(tmp_path, RELAY_HEALTHCHECK_PORT=str(port))
+    code, stdout, stderr = run(("healthcheck",), env, tmp_path)
+    assert code == 1 and f"http://127.0.0.1:{port}/healthz" in assert_one_line(code, stdout, stderr)
+    assert "warning" not in stderr  # a known variable, not a typo
