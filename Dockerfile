@@ -6,9 +6,11 @@
 # python:3.12-slim (Python 3.12.13, Debian trixie, built 2026-08-05) as recorded in
 # docker-library/repo-info (repos/python/remote/3.12-slim.md). To move it: pull the tag and
 # take its RepoDigest (`docker buildx imagetools inspect python:3.12-slim`).
-# VERSION is pyproject.toml's version (the one source); the build fails when it does not
-# match the package it builds:
+# VERSION is pyproject.toml's version (the one source): its default below is that version
+# (tests/deploy/test_images.py keeps them equal), so a plain `docker build .` works, and the
+# build fails when it does not match the package it builds. CI passes it explicitly:
 #   docker build --build-arg VERSION="$(python3 .ci/version.py)" -t anyformat-relay:<version> .
+ARG VERSION=0.1.0
 ARG BASE_IMAGE=python:3.12-slim@sha256:229a2c5bfa27522db7815ea81f9bed70af17ccb9de9fc7ad142b1877b5830d36
 
 # --- build: wheels for the relay and everything it needs ----------------------------------
@@ -24,7 +26,8 @@ COPY pyproject.toml README.md ./
 COPY relay ./relay
 ARG VERSION
 RUN /opt/build/bin/pip wheel --no-deps --wheel-dir /wheels . \
-    && test -f "/wheels/anyformat_relay-${VERSION:?--build-arg VERSION is required}-py3-none-any.whl"
+    && { test -f "/wheels/anyformat_relay-${VERSION}-py3-none-any.whl" \
+         || { echo "VERSION=${VERSION} is not pyproject.toml's version: $(ls /wheels/anyformat_relay-*)" >&2; exit 1; }; }
 
 # --- runtime: the wheels installed into a venv, no compilers or build tools ---------------
 FROM ${BASE_IMAGE} AS runtime

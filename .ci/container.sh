@@ -48,7 +48,7 @@ echo "--- build"
 # came wholly from the cache. The smoke test checks that the image runs this checkout's code.
 "${PODMAN[@]}" build --no-cache --quiet --network host --format docker \
     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
-    --build-arg BASE_IMAGE="$BASE" --build-arg VERSION="$VERSION" -t "$IMAGE" . >/dev/null
+    --build-arg BASE_IMAGE="$BASE" -t "$IMAGE" . >/dev/null  # no VERSION: the default must be right
 "${PODMAN[@]}" build --quiet --format docker \
     --build-arg RELAY_IMAGE="$IMAGE" -t "$WORKER_IMAGE" examples >/dev/null
 

@@ -133,6 +133,7 @@ def main(image: str, worker_image: str, version: str) -> int:
         podman(
             "run", "-d", "--name", worker, "--network", "host",
             "-e", f"RELAY_REDIS_URL={redis.url}", "-e", "RELAY_HOST=127.0.0.1",
+            "-e", f"RELAY_HEALTHCHECK_PORT={metrics}",
             worker_image, *args,
         )  # fmt: skip
         client = redis.client()
@@ -182,6 +183,11 @@ def main(image: str, worker_image: str, version: str) -> int:
         health = podman("healthcheck", "run", name, check=False)
         check("the HEALTHCHECK passes (no curl in the image)", health.returncode == 0,
               health.stdout + health.stderr)  # fmt: skip
+
+        worker_health = podman("healthcheck", "run", worker, check=False)
+        check("the worker image's own HEALTHCHECK passes (its metrics port)",
+              worker_health.returncode == 0,
+              worker_health.stdout + worker_health.stderr)  # fmt: skip
 
         for container, what in ((name, "relay"), (worker, "worker")):
             podman("stop", "--time", "30", container)

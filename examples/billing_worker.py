@@ -35,7 +35,15 @@ async def lifespan() -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
         yield {"http": session}
 
 
+BILLABLE = frozenset({"extraction.completed"})
+
+
 async def handle(event: Event) -> None:
+    if event.event not in BILLABLE:
+        # `relay dev` points this worker at anyformat:events, which carries every event:
+        # a failed extraction is acknowledged and never billed.
+        log.info("not_billed", webhook_event=event.event, id=event.id)
+        return
     data = event.payload["data"]
     extraction_id = data.get("extraction_id")
     if not extraction_id:

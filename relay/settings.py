@@ -267,7 +267,9 @@ class Settings(BaseSettings):
     def serving_problems(self) -> list[str]:
         """What stops ``relay run`` from serving; other commands (workers, CLI) don't care."""
         if self.self_register:
-            return [
+            from relay.reserved_domains import reserved_domain
+
+            missing = [
                 f"{name} is required while RELAY_REGISTER=true"
                 for name, value in (
                     ("ANYFORMAT_API_KEY", self.anyformat_api_key),
@@ -275,6 +277,12 @@ class Settings(BaseSettings):
                 )
                 if value is None
             ]
+            if self.public_url and (domain := reserved_domain(self.public_url)):
+                missing.append(
+                    f"RELAY_PUBLIC_URL is on the reserved domain {domain} (a placeholder?): "
+                    "AnyFormat cannot deliver there; set the relay's real public URL"
+                )
+            return missing
         if not self.webhook_secrets and self.public_url is None:
             return [
                 "RELAY_WEBHOOK_SECRET is required when RELAY_REGISTER=false and "

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from relay.settings import Settings
 
 EXIT_CONFIG = 2
+EXIT_FAILED = 1
+# The Redis the running command talks to (set by with_redis): named in its error line.
+redis_in_use: list[str] = []
 T = TypeVar("T")
 
 # Which module of relay.cli defines each command. A module is imported only when one of its
@@ -54,9 +57,24 @@ def load_settings() -> Settings:
     from relay.settings import Settings, describe_errors
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         fail(describe_errors(exc))
+    warn_misspelt(settings)
+    return settings
+
+
+def warn_misspelt(settings: Settings) -> None:
+    """A typo (``RELAY_PORTT``) leaves a default in force silently: say so, once per process
+    tree (serving processes started by ``relay run`` do not repeat it)."""
+    import os
+
+    from relay.settings_typos import warnings_for
+
+    if settings.worker_index is not None:
+        return
+    for line in warnings_for(os.environ):
+        click.echo(f"relay: warning: {line}", err=True)
 
 
 class LazyGroup(click.Group):
@@ -70,6 +88,24 @@ class LazyGroup(click.Group):
             # Importing the module registers its commands on `main` (their decorators).
             importlib.import_module(f"relay.cli.{COMMANDS[cmd_name]}")
         return self.commands.get(cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every failure a command meets ends as one line (``relay.cli.errors``)."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            import os
+
+            if os.environ.get("RELAY_LOG_LEVEL", "").lower() == "debug":
+                raise
+            from relay.cli.errors import describe
+
+            click.echo(
+                f"relay: {describe(exc, redis_in_use[-1] if redis_in_use else None)}", err=True
+            )
+            sys.exit(EXIT_FAILED)
 
 
 @click.group(cls=LazyGroup)
@@ -91,10 +127,34 @@ def run_loop(coroutine: Coroutine[Any, Any, None]) -> None:
         uvloop.run(coroutine)
 
 
+def dev_aware(settings: Settings) -> Settings:
+    """The settings with the Redis of a running ``relay dev`` when none is configured, so
+    that a new terminal's ``relay stats`` reads what ``relay dev`` writes (as ``tail`` and
+    ``trigger`` do); said on stderr, since it is not the configured Redis."""
+    if "redis_url" in settings.model_fields_set or settings.redis_sentinels:
+        return settings
+    from relay.dev.state import load_state, state_path
+    from relay.settings import mask_url
+
+    state = load_state()
+    if state is None or not state.running() or state.redis_url == settings.redis_url:
+        return settings
+    click.echo(
+        f"relay: using the Redis of the running relay dev (pid {state.pid}): "
+        f"{mask_url(state.redis_url)} (RELAY_REDIS_URL is unset; from {state_path()})",
+        err=True,
+    )
+    return settings.model_copy(update={"redis_url": state.redis_url, "redis_cluster": False})
+
+
 def with_redis(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     import asyncio
 
     from relay.redis_client import redis_from_settings
+
+    settings = dev_aware(settings)
+
+    redis_in_use.append(settings.redis_url)
 
     async def go() -> T:
         redis = redis_from_settings(settings)

@@ -15,7 +15,13 @@ from relay.cli.app import load_settings, main, run_loop, with_redis
 
 
 @main.command()
-def dev() -> None:
+@click.option(
+    "--embedded",
+    "force_embedded",
+    is_flag=True,
+    help="Use the embedded in-memory Redis even when RELAY_REDIS_URL answers.",
+)
+def dev(force_embedded: bool) -> None:
     """Run the whole loop locally: no AnyFormat account, Redis embedded if none answers."""
     import base64
     import os
@@ -24,11 +30,27 @@ def dev() -> None:
     from pydantic import SecretStr
 
     from relay.dev.embedded import start_embedded_redis
-    from relay.dev.state import DevState, save_state
+    from relay.dev.state import DevState, load_state, port_taken, save_state
     from relay.observability import configure_logging
     from relay.receiver.app import FatalError, serve
+    from relay.settings import mask_url
 
     settings = load_settings()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    # Before anything is rewritten: a second `relay dev` must leave the first one's state
+    # file (its secret, its Redis) as it was, or the running relay refuses `relay trigger`.
+    running = load_state()
+    for port in (settings.port, settings.admin_port):
+        if port_taken(settings.host, port):
+            who = (
+                f"the relay dev already running (pid {running.pid}, {running.url})"
+                if running is not None and running.running() and port in running.ports
+                else "another program"
+            )
+            raise click.ClickException(
+                f"port {port} is in use by {who}; stop it, or set RELAY_PORT and "
+                "RELAY_ADMIN_PORT to run a second relay"
+            )
     secret = settings.webhook_secrets[0] if settings.webhook_secrets else None
     updates: dict[str, Any] = {"self_register": False}
     if secret is None:
@@ -38,17 +60,22 @@ def dev() -> None:
         updates["webhook_secret"] = SecretStr(secret)
     embedded = None
     try:
+        if force_embedded:
+            raise OSError("--embedded")
         sync_redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5).ping()
-        redis_note = f"{settings.redis_url} (answering)"
+        redis_note = f"{mask_url(settings.redis_url)} (answering)"
     except (sync_redis.RedisError, OSError):
         embedded = start_embedded_redis()
         updates["redis_url"] = embedded.url
+        why = (
+            "--embedded"
+            if force_embedded
+            else f"nothing answered at {mask_url(settings.redis_url)}"
+        )
         redis_note = (
-            f"{embedded.url} (embedded in this process: in memory, for development only; "
-            f"nothing answered at {settings.redis_url})"
+            f"{embedded.url} (embedded in this process: in memory, for development only; {why})"
         )
     settings = settings.model_copy(update=updates)
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{host}:{settings.port}{settings.path}"
     path = save_state(
         DevState(
@@ -57,6 +84,8 @@ def dev() -> None:
             scheme=settings.signature_scheme,
             hmac_header=settings.hmac_header,
             redis_url=settings.redis_url,
+            pid=os.getpid(),
+            ports=[settings.port, settings.admin_port],
         )
     )
     stream = f"{settings.stream_prefix}:events"
@@ -65,12 +94,13 @@ def dev() -> None:
   webhook URL  {url}
   admin        http://{host}:{settings.admin_port}/readyz  /metrics
   redis        {redis_note}
-  secret       {secret}   ({settings.signature_scheme}; saved for trigger/tail in {path})
+  secret       {secret}   ({settings.signature_scheme}; saved for the other commands in {path})
 
-Next, in another terminal:
+Next, in another terminal (each command finds this relay's Redis while it runs):
   relay trigger extraction.completed
   relay tail {stream}
-  RELAY_REDIS_URL={settings.redis_url} relay worker --stream {stream} --group dev \\
+  relay stats
+  relay worker --stream {stream} --group dev \\
       --handler examples.billing_worker:handle --start-id 0
 """,
         err=True,
@@ -84,6 +114,9 @@ Next, in another terminal:
     finally:
         if embedded is not None:
             embedded.stop()
+        if (current := load_state()) is not None and current.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                path.unlink()  # this relay is gone: the other commands stop using its Redis
 
 
 @main.command()
@@ -134,15 +167,9 @@ def trigger(event: str, url: str | None, secret: str | None, workflow_id: str | 
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N entries.")
 def tail(stream: str, as_json: bool, from_start: bool, count: int | None) -> None:
     """Print the entries of STREAM as they arrive (until Ctrl-C)."""
-    import os
-
-    from relay.dev.state import load_state
     from relay.dev.tail import follow, render
 
     settings = load_settings()
-    state = load_state()
-    if "RELAY_REDIS_URL" not in os.environ and state is not None:
-        settings = settings.model_copy(update={"redis_url": state.redis_url})
 
     async def work(redis: Any) -> None:
         seen = 0

@@ -80,6 +80,12 @@ def _with_registrar(work: Callable[[Any], Awaitable[T]]) -> T:
 @main.command()
 def register() -> None:
     """Register RELAY_PUBLIC_URL with AnyFormat (or confirm it): what `relay run` does."""
+    from relay.reserved_domains import reserved_domain
+
+    if domain := reserved_domain(_registration_settings().public_url or ""):
+        fail(
+            [f"RELAY_PUBLIC_URL is on the reserved domain {domain}: AnyFormat cannot deliver there"]
+        )
     record = _with_registrar(lambda registrar: registrar.ensure())
     click.echo(f"registered {record.url} as {record.id} (events: {','.join(record.events)})")
 

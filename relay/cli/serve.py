@@ -75,7 +75,9 @@ def config(as_json: bool) -> None:
 
 @main.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Port of /healthz [default: RELAY_ADMIN_PORT].")  # fmt: skip
+              envvar="RELAY_HEALTHCHECK_PORT", show_envvar=True,
+              help="Port of /healthz: a worker's --metrics-port "
+                   "[default: RELAY_ADMIN_PORT].")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True)
 def healthcheck(port: int | None, host: str) -> None:
     """Exit 0 when /healthz answers 200 (the container's HEALTHCHECK; needs no curl)."""

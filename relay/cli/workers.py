@@ -12,7 +12,7 @@ from typing import Any
 import click
 import orjson
 
-from relay.cli.app import iso, load_settings, main, run_loop, table, with_redis
+from relay.cli.app import dev_aware, iso, load_settings, main, run_loop, table, with_redis
 
 # --- workers -------------------------------------------------------------------------------
 
@@ -53,7 +53,7 @@ def worker(**values: Any) -> None:
     from relay.worker.retry import RetryPolicy
 
     options = WorkerOptions(**values)
-    settings = load_settings()
+    settings = dev_aware(load_settings())
     if options.max_held is not None and options.max_held < options.concurrency:
         raise click.BadParameter("--max-held must be at least --concurrency")
     try:
@@ -75,6 +75,19 @@ def worker(**values: Any) -> None:
     )
 
 
+_ENTRY_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+
+
+def entry_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Stream ids checked before Redis is asked: a typo is a usage error naming the
+    option, not Redis's "Invalid stream ID"."""
+    values = value if isinstance(value, tuple) else (value,)
+    for item in values:
+        if item is not None and not _ENTRY_ID.fullmatch(item):
+            raise click.BadParameter(f"{item!r} is not a stream id (like 1711281750000-0)")
+    return value
+
+
 @main.group()
 def dlq() -> None:
     """Inspect, replay and purge dead letters ({stream}:dlq)."""
@@ -84,7 +97,7 @@ def dlq() -> None:
 @click.argument("stream")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
               help="Dead letters per page.")  # fmt: skip
-@click.option("--after", default=None, metavar="DLQ_ID",
+@click.option("--after", default=None, metavar="DLQ_ID", callback=entry_ids,
               help="Start after this dead letter: the last id of the previous page.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
@@ -101,7 +114,7 @@ def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
             "id": letter.text("id"),
             "event": letter.text("event"),
             "group": letter.text("group"),
-            "attempts": letter.text("attempts"),
+            "attempts": _count(letter.text("attempts")),
             "failed_at": iso(letter.text("failed_at")),
             "error": letter.text("error"),
         }
@@ -118,9 +131,15 @@ def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
         click.echo(f"more: relay dlq list {stream} --limit {limit} --after {rows[-1]['dlq_id']}")
 
 
+def _count(text: str) -> int | str:
+    """A count stored as text, as a number (``--json`` readers compare it); as stored when
+    it is not one (an entry written by hand)."""
+    return int(text) if text.isdigit() else text
+
+
 @dlq.command("show")
 @click.argument("stream")
-@click.argument("dlq_id")
+@click.argument("dlq_id", callback=entry_ids)
 def dlq_show(stream: str, dlq_id: str) -> None:
     """Every field of one dead letter, the payload pretty-printed."""
     from relay.worker.deadletter import get_dead
@@ -145,7 +164,8 @@ def dlq_show(stream: str, dlq_id: str) -> None:
 
 @dlq.command("replay")
 @click.argument("stream")
-@click.option("--id", "ids", multiple=True, help="A dead letter to replay (repeatable).")
+@click.option("--id", "ids", multiple=True, callback=entry_ids,
+              help="A dead letter to replay (repeatable).")  # fmt: skip
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
 def dlq_replay(stream: str, ids: tuple[str, ...], replay_all: bool) -> None:
     """Put dead letters back on STREAM, once each, and remove them from the DLQ."""
@@ -183,7 +203,8 @@ def parse_before(text: str) -> int:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(
-            "use a duration (7d, 24h, 30m), Unix seconds or ms, or an ISO 8601 date-time"
+            "use a duration (7d, 24h, 30m), Unix seconds or ms, or an ISO 8601 date-time",
+            param_hint="--before",
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

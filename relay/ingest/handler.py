@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from relay.ingest.body import (
     BodyBudget,
@@ -175,7 +175,7 @@ class IngestHandler:
             # re-send dedupes and waits again.
             fields["replicas"] = exc.acknowledged
             return self._unavailable(fields, "replication_timeout")
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:  # a cluster's is no RedisError
             self._metrics.redis_errors.inc()
             fields["error"] = type(exc).__name__
             return self._unavailable(fields, "redis_unavailable")

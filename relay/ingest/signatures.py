@@ -97,17 +97,19 @@ class StandardWebhooks:
 
     @staticmethod
     def _v1_signatures(header: str) -> list[bytes]:
+        """The decodable ``v1`` items. Other versions and malformed items are skipped, as
+        the reference libraries do: one bad item beside a good one is no reason to refuse."""
         signatures = []
         for item in header.split():
             version, sep, encoded = item.partition(",")
-            if not sep:
-                raise SignatureError("malformed_signature")
-            if version != "v1":
-                continue  # other versions (v1a: asymmetric) are not ours to check
+            if not sep or version != "v1":
+                continue  # malformed, or another version (v1a: asymmetric): not ours
             try:
-                signatures.append(base64.b64decode(encoded, validate=True))
+                decoded = base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
-                raise SignatureError("malformed_signature") from None
+                continue
+            if decoded:
+                signatures.append(decoded)
         if not signatures:
             raise SignatureError("malformed_signature")
         return signatures

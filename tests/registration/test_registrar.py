@@ -275,10 +275,14 @@ async def test_a_listed_url_spelled_differently_is_still_ours(
     client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
 ) -> None:
     first = await registrar(client, api_client).ensure()
-    fake_api.webhooks[first.id]["url"] = "HTTPS://Relay.Example.TEST:443/webhooks/anyformat"
-    orphan = fake_api.add("https://RELAY.example.test/webhooks/anyformat")
-    other_path = fake_api.add("https://relay.example.test/webhooks/AnyFormat")  # paths differ
-    other_port = fake_api.add("https://relay.example.test:8443/webhooks/anyformat")
+    fake_api.webhooks[first.id]["url"] = (
+        "HTTPS://Relay.AnyFormat-Relay-Tests.NET:443/webhooks/anyformat"
+    )
+    orphan = fake_api.add("https://RELAY.anyformat-relay-tests.net/webhooks/anyformat")
+    other_path = fake_api.add(
+        "https://relay.anyformat-relay-tests.net/webhooks/AnyFormat"
+    )  # paths differ
+    other_port = fake_api.add("https://relay.anyformat-relay-tests.net:8443/webhooks/anyformat")
     again = await registrar(client, api_client).ensure()
     assert again.id == first.id and len(fake_api.created()) == 1  # reused, not replaced
     assert fake_api.deleted() == [orphan]

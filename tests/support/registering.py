@@ -9,7 +9,9 @@ import pytest
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.redis_server import RedisServer
 
-PUBLIC_URL = "https://relay.example.test/webhooks/anyformat"
+# Not a reserved domain (relay run refuses .test, example.com …): nothing ever resolves it,
+# the fake API only stores it.
+PUBLIC_URL = "https://relay.anyformat-relay-tests.net/webhooks/anyformat"
 PATH = "/webhooks/anyformat"
 
 

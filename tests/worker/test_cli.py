@@ -46,6 +46,7 @@ def test_dlq_list_shows_a_table_and_json(cli: CliRunner, redis_sync: redis.Redis
     as_json = json.loads(cli.invoke(main, ["dlq", "list", STREAM, "--json"]).output)
     assert [row["dlq_id"] for row in as_json] == ids
     assert as_json[0]["failed_at"] == "2024-03-24T12:02:40+00:00"
+    assert as_json[0]["attempts"] == 5  # a number, not "5"
 
 
 def test_dlq_list_pages_through_a_large_dlq_and_replay_all_takes_every_page(
