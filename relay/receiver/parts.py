@@ -17,7 +17,7 @@ from relay.ingest.handler import IngestHandler
 from relay.ingest.remote import ClientAddress
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import Verifier, verifier_for
-from relay.observability import IngestMetrics
+from relay.observability import IngestMetrics, TaskCollector
 from relay.redis_client import REDIS_DOWN, check_version, redis_from_settings
 from relay.registration.record import SecretCodec
 from relay.settings import Settings
@@ -58,6 +58,7 @@ class Relay:
         metrics = IngestMetrics()
         if not multiprocess_metrics():
             ProcessCollector(registry=metrics.registry)
+            metrics.registry.register(TaskCollector())
         secrets = SecretSource(
             settings.webhook_secrets,
             verifier.key_for,
