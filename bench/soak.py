@@ -238,7 +238,11 @@ class Soak:
                 return
             except TimeoutError:
                 pass
-            await self.fault(names[turn % len(names)], turn // len(names))
+            name = names[turn % len(names)]
+            try:
+                await self.fault(name, turn // len(names))
+            except Exception as exc:  # the run goes on; the report names it
+                self.problems.append(f"fault {name} at {self.now():.0f}s failed: {exc!r}")
             turn += 1
 
     async def sampler(self, sender: Sender, stop: asyncio.Event) -> None:
@@ -254,6 +258,9 @@ class Soak:
     ) -> None:
         row: dict[str, float] = {"t": round(self.now(), 1)}
         for child in (self.relays[0], *(ws[0] for ws in self.workers.values())):
+            if not child.alive():
+                self.problems.append(f"{child.name} (never faulted) died at {self.now():.0f}s")
+                await child.start()  # a fresh process: its series restart, the run goes on
             row[f"{child.name}:rss_kb"] = rss_kb(child.pid)
             row[f"{child.name}:fds"] = len(os.listdir(f"/proc/{child.pid}/fd"))
             row[f"{child.name}:tasks"] = await child.tasks(http)
