@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shlex
@@ -104,14 +105,17 @@ class Child:
             await asyncio.sleep(0.05)
         return self.process.returncode
 
-    async def tasks(self, http: aiohttp.ClientSession) -> float:
+    async def metrics(self, http: aiohttp.ClientSession) -> dict[str, float]:
+        """The unlabelled (or summed) figures of its /metrics; empty when it does not answer."""
         try:
             async with http.get(f"http://127.0.0.1:{self.admin}/metrics") as response:
                 text = await response.text()
         except (aiohttp.ClientError, TimeoutError):
-            return float("nan")
-        match = re.search(r"^process_asyncio_tasks (\S+)$", text, re.M)
-        return float(match[1]) if match else float("nan")
+            return {}
+        figures: dict[str, float] = {}
+        for name, value in re.findall(r"^([a-z_]+)(?:\{[^}]*\})? (\S+)$", text, re.M):
+            figures[name] = figures.get(name, 0.0) + float(value)
+        return figures
 
 
 async def wait_ready(url: str, child: Child, seconds: float = 60) -> None:
@@ -261,9 +265,15 @@ class Soak:
             if not child.alive():
                 self.problems.append(f"{child.name} (never faulted) died at {self.now():.0f}s")
                 await child.start()  # a fresh process: its series restart, the run goes on
+            # Open files and tasks beyond what the load itself explains: a relay has one of
+            # each per open public connection, a worker a task per entry it holds.
+            figures = await child.metrics(http)
+            load = figures.get("relay_public_connections", figures.get("relay_worker_held", 0))
+            fds = len(os.listdir(f"/proc/{child.pid}/fd"))
             row[f"{child.name}:rss_kb"] = rss_kb(child.pid)
-            row[f"{child.name}:fds"] = len(os.listdir(f"/proc/{child.pid}/fd"))
-            row[f"{child.name}:tasks"] = await child.tasks(http)
+            row[f"{child.name}:fds"] = fds - figures.get("relay_public_connections", 0)
+            row[f"{child.name}:tasks"] = figures.get("process_asyncio_tasks", math.nan) - load
+            row[f"{child.name}:load"] = load
         try:
             memory = int(client.info("memory")["used_memory"])
             entries = sum(client.xlen(s) for s in GROUPS.values())

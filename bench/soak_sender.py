@@ -79,7 +79,8 @@ class Sender:
 
     async def run(self, drain_seconds: float = 90) -> SenderLog:
         timeout = aiohttp.ClientTimeout(total=10)
-        connector = aiohttp.TCPConnector(limit=256)
+        # A steady pool, like a provider's: the relays' open files follow it, not the load.
+        connector = aiohttp.TCPConnector(limit_per_host=16)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             tasks: set[asyncio.Task[None]] = set()
             start = time.monotonic()
