@@ -309,6 +309,10 @@ class Soak:
         return False
 
     async def run(self) -> int:
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        for signum in (signal.SIGTERM, signal.SIGINT):  # stop early: children killed, not left
+            asyncio.get_running_loop().add_signal_handler(signum, main_task.cancel)
         await self.start()
         self.t0 = time.monotonic()
         urls = [relay.url for relay in self.relays]  # type: ignore[attr-defined]
