@@ -17,8 +17,9 @@ the per-event stream) with two ``relay worker`` processes each, and a sender lik
 Replica 0 and worker 0 of each group are never faulted: they live through every fault of
 the others and Redis, and their RSS, open files and asyncio tasks are the series judged for
 growth (a restarted process starts afresh). Every ``--sample-every`` seconds the soak also
-samples each group's pending list and Redis' ``used_memory``; after ``--warmup`` each
-series' least-squares slope must stay under its limit (bench/soak_report.py).
+samples each group's pending list, Redis' ``used_memory`` and its data set per retained
+stream entry (``used_memory_dataset``: streams, dedupe sets, all but buffers); after
+``--warmup`` each series' least-squares slope must stay under its limit (bench/soak_report.py).
 
 At the end the sender stops, every group drains, and the ledger is judged: every id
 answered 200 handled by each group through exactly one stream entry, each double handling
@@ -31,13 +32,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
-import re
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,12 +47,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import contextlib
-
 import aiohttp
 import redis
 
 from bench.ingest import KEY, SECRET, rss_kb
+from bench.soak_children import Child, child_env, held_now
 from bench.soak_report import Kill, judge_group, judge_growth, read_ledger, render
 from bench.soak_sender import Sender
 from tests.support.redis_server import RedisServer, free_port
@@ -60,94 +59,6 @@ from tests.support.redis_server import RedisServer, free_port
 FIREHOSE, PER_EVENT = "anyformat:events", "anyformat:events:extraction.completed"
 GROUPS = {"audit": FIREHOSE, "billing": PER_EVENT}
 FAULTS = ("relay-kill", "worker-kill", "relay-term", "redis-restart")
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "ANYFORMAT_"))}
-    return {**base, "PYTHONPATH": str(ROOT), "RELAY_HOST": "127.0.0.1",
-            "RELAY_LOG_LEVEL": "warning", **extra}  # fmt: skip
-
-
-class Child:
-    """One ``python -m relay …`` process that can be killed and started again alike."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], admin: int,
-                 out: Path, cwd: Path) -> None:  # fmt: skip
-        self.name, self.args, self.env, self.admin, self.out, self.cwd = (
-            name, args, env, admin, out, cwd)  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    async def start(self) -> None:
-        self.starts += 1
-        with (self.out / f"{self.name}.log").open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-                [sys.executable, "-m", "relay", *self.args], env=self.env, cwd=self.cwd,
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        await wait_ready(f"http://127.0.0.1:{self.admin}/readyz", self)
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    async def stop(self, signum: int, grace: float = 40) -> int:
-        assert self.process is not None
-        self.process.send_signal(signum)
-        deadline = time.monotonic() + grace
-        while self.process.poll() is None:
-            if time.monotonic() > deadline:
-                self.process.kill()
-            await asyncio.sleep(0.05)
-        return self.process.returncode
-
-    async def metrics(self, http: aiohttp.ClientSession) -> dict[str, float]:
-        """The unlabelled (or summed) figures of its /metrics; empty when it does not answer."""
-        try:
-            async with http.get(f"http://127.0.0.1:{self.admin}/metrics") as response:
-                text = await response.text()
-        except (aiohttp.ClientError, TimeoutError):
-            return {}
-        figures: dict[str, float] = {}
-        for name, value in re.findall(r"^([a-z_]+)(?:\{[^}]*\})? (\S+)$", text, re.M):
-            figures[name] = figures.get(name, 0.0) + float(value)
-        return figures
-
-
-async def wait_ready(url: str, child: Child, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while time.monotonic() < deadline:
-            if not child.alive():
-                raise RuntimeError(f"{child.name} exited while starting; see its log")
-            try:
-                async with http.get(url) as response:
-                    if response.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{child.name} not ready within {seconds}s")
-
-
-def held_now(ledger_dir: Path, group: str, consumer: str, pid: int) -> int:
-    """Entries this worker process is inside its handler for (``S`` without ``D``)."""
-    path = ledger_dir / f"{group}.{consumer}.{pid}.log"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return 0
-    lines = data[-20_000:].decode(errors="replace").splitlines()[1 if len(data) > 20_000 else 0 :]
-    open_runs: set[str] = set()
-    for line in lines:
-        kind, _, rest = line.partition(" ")
-        key = rest.split(" ", 2)[1] if rest.count(" ") >= 2 else rest
-        (open_runs.add if kind == "S" else open_runs.discard)(key)
-    return len(open_runs)
 
 
 class Soak:
@@ -170,7 +81,6 @@ class Soak:
 
     async def start(self) -> None:
         self.redis.start()
-        self.baseline_memory = int(self.redis.client().info("memory")["used_memory"])
         for n in range(2):
             port, admin = free_port(), free_port()
             env = child_env(RELAY_PORT=str(port), RELAY_ADMIN_PORT=str(admin),
@@ -275,12 +185,14 @@ class Soak:
             row[f"{child.name}:tasks"] = figures.get("process_asyncio_tasks", math.nan) - load
             row[f"{child.name}:load"] = load
         try:
-            memory = int(client.info("memory")["used_memory"])
+            info = client.info("memory")
+            memory, dataset = int(info["used_memory"]), int(info["used_memory_dataset"])
             entries = sum(client.xlen(s) for s in GROUPS.values())
             row["redis:redis_used_memory"] = memory
             row["streams:entries"] = entries
             if entries >= 100:
-                row["redis:redis_bytes_per_entry"] = (memory - self.baseline_memory) / entries
+                # The data set (no client or AOF buffers): what retained events cost.
+                row["redis:redis_bytes_per_entry"] = dataset / entries
             for group, stream in GROUPS.items():
                 info = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
                 row[f"{group}:pending"] = int(info[group]["pending"])
@@ -342,7 +254,7 @@ class Soak:
         client = self.redis.client()
         dlq = {s: int(client.xlen(f"{s}:dlq")) for s in GROUPS.values()}
         entries = sum(client.xlen(s) for s in GROUPS.values())
-        memory = int(client.info("memory")["used_memory"])
+        dataset = int(client.info("memory")["used_memory_dataset"])
         self.redis.stop()
         accepted = set(log.accepted)
         handlings = read_ledger(self.ledger_dir)
@@ -356,7 +268,7 @@ class Soak:
             command=" ".join(shlex.quote(a) for a in ["python", "bench/soak.py", *sys.argv[1:]]),
             duration=duration, sent=log.sent, accepted=len(accepted), attempts=log.attempts,
             refused=dict(log.answers), faults=faults, ledgers=ledgers, dlq=dlq, growth=growth,
-            redis_bytes_per_entry=(memory - self.baseline_memory) / max(entries, 1),
+            redis_bytes_per_entry=dataset / max(entries, 1),
             latency_ms={"p50": latencies[len(latencies) // 2],
                         "p99": latencies[int(len(latencies) * 0.99)], "max": latencies[-1]},
         )  # fmt: skip
@@ -366,6 +278,21 @@ class Soak:
             self.problems.append(f"{log.sent - len(accepted)} deliveries never answered 200")
         failed = (self.problems or any(not ledger.ok for ledger in ledgers)
                   or any(dlq.values()) or any(not g.ok for g in growth))  # fmt: skip
+        summary = {
+            "duration_s": round(duration, 1), "sent": log.sent, "accepted": len(accepted),
+            "attempts": log.attempts, "answers": dict(log.answers), "faults": faults,
+            "worker_kills": [{"group": k.group, "held": k.held} for k in self.kills],
+            "groups": {x.group: {"handled": x.handled, "lost": len(x.lost),
+                                 "extra_entries": len(x.extra_entries), "doubled": x.doubled,
+                                 "explained": x.explained, "unexplained": len(x.unexplained),
+                                 "killed_mid_handler": x.killed_mid_handler,
+                                 "never_sent": len(x.unknown)} for x in ledgers},
+            "dlq": dlq, "growth": {g.series: {"slope_per_hour": g.slope, "stderr": g.stderr,
+                                              "limit": g.limit,
+                                              "ok": g.ok} for g in growth},
+            "problems": self.problems, "passed": not failed,
+        }  # fmt: skip
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         report += "".join(f"problem: {p}\n" for p in self.problems)
         report += f"verdict: {'FAIL' if failed else 'PASS'}\n"
         (self.out / "report.txt").write_text(report)

@@ -127,16 +127,22 @@ def judge_group(
 
 def slope_per_hour(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, value) points, per hour; 0 for fewer than 3."""
-    if len(points) < 3:
-        return 0.0
+    return fit(points)[0]
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope per hour and its standard error; (0, 0) for fewer than 3."""
     n = len(points)
+    if n < 3:
+        return 0.0, 0.0
     mean_t = sum(t for t, _ in points) / n
     mean_v = sum(v for _, v in points) / n
     var = sum((t - mean_t) ** 2 for t, _ in points)
     if var == 0:
-        return 0.0
-    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
-    return cov / var * 3600
+        return 0.0, 0.0
+    slope = sum((t - mean_t) * (v - mean_v) for t, v in points) / var
+    residual = sum((v - mean_v - slope * (t - mean_t)) ** 2 for t, v in points) / (n - 2)
+    return slope * 3600, math.sqrt(residual / var) * 3600
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,7 @@ class Growth:
     series: str
     kind: str
     slope: float  # per hour
+    stderr: float  # of the slope, per hour
     limit: float
     first: float
     last: float
@@ -151,7 +158,9 @@ class Growth:
 
     @property
     def ok(self) -> bool:
-        return self.slope <= self.limit
+        """Growth is a slope over the limit that noise cannot explain: more than three
+        standard errors above zero (a short run's noisy ratio is not a leak)."""
+        return self.slope <= self.limit or self.slope <= 3 * self.stderr
 
 
 def judge_growth(
@@ -172,7 +181,7 @@ def judge_growth(
         kind = name.rsplit(":", 1)[-1]
         if kind not in LIMITS_PER_HOUR:
             continue
-        verdicts.append(Growth(name, kind, slope_per_hour(points),
+        verdicts.append(Growth(name, kind, *fit(points),
                                LIMITS_PER_HOUR[kind] * limit_factor, points[0][1],
                                points[-1][1], len(points)))  # fmt: skip
     return verdicts
@@ -216,11 +225,12 @@ def render(
             if ids:
                 lines.append(f"  {label}: {' '.join(ids[:20])}{' …' if len(ids) > 20 else ''}")
     lines.append(f"dead-lettered: {dict(sorted(dlq.items()))}")
-    lines.append(f"Redis bytes per retained stream entry (end): {redis_bytes_per_entry:.0f}")
+    lines.append(f"Redis data set per retained stream entry (end): {redis_bytes_per_entry:.0f} B")
     lines.append("growth after warm-up (least-squares slope per hour; limit):")
     for verdict in growth:
         lines.append(
-            f"  {'ok  ' if verdict.ok else 'FAIL'} {verdict.series}: {verdict.slope:+.1f}/h "
+            f"  {'ok  ' if verdict.ok else 'FAIL'} {verdict.series}: {verdict.slope:+.1f}"
+            f" ± {verdict.stderr:.1f}/h "
             f"(limit {verdict.limit:.0f}; {verdict.first:.0f} -> {verdict.last:.0f} over "
             f"{verdict.samples} samples)"
         )

@@ -73,3 +73,13 @@ def test_growth_ignores_warm_up_and_fails_a_steady_climb() -> None:
     ]
     assert [g.ok for g in judge_growth(spike_then_flat, warmup=300)] == [True]
     assert judge_growth(climbing, warmup=300, limit_factor=40)[0].ok  # 400 an hour allowed
+
+
+def test_a_slope_over_the_limit_within_its_noise_is_not_growth() -> None:
+    # Alternating 0/100 every 10 s with one high sample at the end: a slope, but noise.
+    noisy = [{"t": float(t), "p:fds": 100.0 * ((t // 10) % 2)} for t in range(0, 120, 10)]
+    noisy.append({"t": 120.0, "p:fds": 100.0})
+    (verdict,) = judge_growth(noisy, warmup=0)
+    assert verdict.slope > verdict.limit and verdict.ok
+    steady = [{"t": float(t), "p:fds": t / 10} for t in range(0, 120, 10)]  # 360 an hour
+    assert not judge_growth(steady, warmup=0)[0].ok
