@@ -17,6 +17,7 @@ from aiohttp import web
 
 from relay import __version__
 from relay.ingest.connections import SERVER_HEADER, PublicSite
+from relay.operator.security import OperatorSecurity
 from relay.receiver.admin import admin_app, admin_runner
 from relay.receiver.parts import Relay
 from relay.receiver.public import build_public_server
@@ -38,12 +39,15 @@ log = structlog.get_logger("relay.server")
 
 
 def build_admin_app(relay: Relay) -> web.Application:
-    """The receiver's /healthz (with its version), /readyz and /metrics."""
+    """The receiver's /healthz (with its version), /readyz and /metrics; with
+    RELAY_ADMIN_TOKEN, the operator API and console behind their guard."""
+    token = relay.settings.admin_token
     return admin_app(
         health={"status": "ok", "version": __version__},
         readiness=relay.ready,
         metrics=relay.scrape,
         server_header=SERVER_HEADER,
+        security=OperatorSecurity(token) if token is not None else None,
     )
 
 
