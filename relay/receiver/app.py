@@ -17,6 +17,7 @@ from aiohttp import web
 
 from relay import __version__
 from relay.ingest.connections import SERVER_HEADER, PublicSite
+from relay.operator.overview_routes import overview_routes
 from relay.operator.security import OperatorSecurity
 from relay.receiver.admin import admin_app, admin_runner
 from relay.receiver.parts import Relay
@@ -48,6 +49,9 @@ def build_admin_app(relay: Relay) -> web.Application:
         metrics=relay.scrape,
         server_header=SERVER_HEADER,
         security=OperatorSecurity(token) if token is not None else None,
+        operator=[
+            overview_routes(relay.redis, relay.settings, relay.streams, relay.registration),
+        ],
     )
 
 
