@@ -8,7 +8,9 @@ pages show the very same figures. The stream figures are those of ``/metrics``
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -194,3 +196,23 @@ def _sweep_document(report: dict[str, Any] | None) -> dict[str, Any] | None:
         "runs_seen": report.get("runs_seen"),
         "events_written": report.get("events_written"),
     }
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the three answers are read from, bound once for the API and the console."""
+
+    redis: Redis
+    settings: Settings
+    stream_names: Callable[[], Sequence[str]]
+    registration_status: RegistrationStatus
+    paused: PausedReader | None = None
+
+    async def streams(self) -> dict[str, Any]:
+        return await streams_overview(self.redis, self.stream_names(), paused=self.paused)
+
+    async def registration(self) -> dict[str, Any]:
+        return await registration_overview(self.redis, self.settings, self.registration_status)
+
+    async def reconciliation(self) -> dict[str, Any]:
+        return await reconciliation_overview(self.redis, self.settings, now=time.time())

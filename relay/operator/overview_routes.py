@@ -5,33 +5,17 @@ Redis being away is ``503 {"error": "redis_unavailable"}``, as on the delivery p
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from redis.asyncio import Redis
 
-from relay.operator.overview import (
-    PausedReader,
-    reconciliation_overview,
-    registration_overview,
-    streams_overview,
-)
+from relay.operator.overview import Overview
 from relay.operator.security import error
 from relay.redis_client import REDIS_DOWN
-from relay.registration.keeper import RegistrationStatus
-from relay.settings import Settings
 
 
-def overview_routes(
-    redis: Redis,
-    settings: Settings,
-    streams: Callable[[], Sequence[str]],
-    registration: RegistrationStatus,
-    *,
-    paused: PausedReader | None = None,
-) -> Callable[[web.Application], None]:
+def overview_routes(overview: Overview) -> Callable[[web.Application], None]:
     """What adds ``GET /api/streams``, ``/api/registration`` and ``/api/reconciliation``."""
 
     def answer(
@@ -46,16 +30,8 @@ def overview_routes(
         return handle
 
     def add(app: web.Application) -> None:
-        app.router.add_get(
-            "/api/streams", answer(lambda: streams_overview(redis, streams(), paused=paused))
-        )
-        app.router.add_get(
-            "/api/registration",
-            answer(lambda: registration_overview(redis, settings, registration)),
-        )
-        app.router.add_get(
-            "/api/reconciliation",
-            answer(lambda: reconciliation_overview(redis, settings, now=time.time())),
-        )
+        app.router.add_get("/api/streams", answer(overview.streams))
+        app.router.add_get("/api/registration", answer(overview.registration))
+        app.router.add_get("/api/reconciliation", answer(overview.reconciliation))
 
     return add
