@@ -13,6 +13,8 @@ the per-event stream) with two ``relay worker`` processes each, and a sender lik
   relay-term     SIGTERM replica 1 (it must exit 0), start it again
   worker-kill    SIGKILL worker 1 of a group while it is inside handlers, start it again
   redis-restart  SIGKILL Redis, start it again on the same AOF
+  redis-failover (with ``--sentinel``, instead of redis-restart) SIGKILL the master; the
+                 sentinels promote the replica; the old master rejoins as its replica
 
 Replica 0 and worker 0 of each group are never faulted: they live through every fault of
 the others and Redis, and their RSS, open files and asyncio tasks are the series judged for
@@ -52,9 +54,10 @@ import redis
 
 from bench.ingest import KEY, SECRET, rss_kb
 from bench.soak_children import Child, child_env, held_now
+from bench.soak_redis import PlainRedis, SentinelRedis
 from bench.soak_report import Kill, judge_group, judge_growth, read_ledger, render
 from bench.soak_sender import Sender
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import free_port
 
 FIREHOSE, PER_EVENT = "anyformat:events", "anyformat:events:extraction.completed"
 GROUPS = {"audit": FIREHOSE, "billing": PER_EVENT}
@@ -67,7 +70,7 @@ class Soak:
         self.out: Path = args.out
         self.ledger_dir = self.out / "ledger"
         self.ledger_dir.mkdir(parents=True, exist_ok=True)
-        self.redis = RedisServer("--appendonly", "yes", "--appendfsync", "always")
+        self.redis: PlainRedis | SentinelRedis = SentinelRedis() if args.sentinel else PlainRedis()
         self.relays: list[Child] = []
         self.workers: dict[str, list[Child]] = {}
         self.kills: list[Kill] = []
@@ -85,7 +88,7 @@ class Soak:
             port, admin = free_port(), free_port()
             env = child_env(RELAY_PORT=str(port), RELAY_ADMIN_PORT=str(admin),
                             RELAY_REGISTER="false", RELAY_WEBHOOK_SECRET=SECRET,
-                            RELAY_REDIS_URL=self.redis.url,
+                            **self.redis.settings(),
                             RELAY_STREAM_MAXLEN=str(self.args.maxlen),
                             RELAY_DEDUPE_TTL=str(self.args.dedupe_ttl))  # fmt: skip
             relay = Child(f"relay-{n}", ["run"], env, admin, self.out, self.out)
@@ -95,7 +98,7 @@ class Soak:
             self.workers[group] = []
             for n in range(2):
                 consumer, admin = f"{group}-{n}", free_port()
-                env = child_env(RELAY_REDIS_URL=self.redis.url, SOAK_GROUP=group,
+                env = child_env(**self.redis.settings(), SOAK_GROUP=group,
                                 SOAK_CONSUMER=consumer,
                                 SOAK_LEDGER_DIR=str(self.ledger_dir))  # fmt: skip
                 args = ["worker", "--stream", stream, "--group", group, "--handler",
@@ -135,11 +138,8 @@ class Soak:
             self.kills.append(Kill(group, pid, time.time(), held))
             await worker.start()
             self.record(name, group=group, pid=pid, held=held)
-        elif name == "redis-restart":
-            self.redis.kill()
-            await asyncio.sleep(0)  # the port is free: clients see refused connections
-            await asyncio.to_thread(self.redis.start)
-            self.record(name)
+        elif name == self.redis.fault_name:
+            self.record(name, **await asyncio.to_thread(self.redis.fault))
         else:
             raise ValueError(name)
 
@@ -160,16 +160,13 @@ class Soak:
             turn += 1
 
     async def sampler(self, sender: Sender, stop: asyncio.Event) -> None:
-        client = redis.Redis(port=self.redis.port, socket_timeout=5)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
             while not stop.is_set():
-                await self.sample(client, http, sender)
+                await self.sample(http, sender)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.args.sample_every)
 
-    async def sample(
-        self, client: redis.Redis, http: aiohttp.ClientSession, sender: Sender
-    ) -> None:
+    async def sample(self, http: aiohttp.ClientSession, sender: Sender) -> None:
         row: dict[str, float] = {"t": round(self.now(), 1)}
         for child in (self.relays[0], *(ws[0] for ws in self.workers.values())):
             if not child.alive():
@@ -185,6 +182,7 @@ class Soak:
             row[f"{child.name}:tasks"] = figures.get("process_asyncio_tasks", math.nan) - load
             row[f"{child.name}:load"] = load
         try:
+            client = await asyncio.to_thread(self.redis.client)
             info = client.info("memory")
             memory, dataset = int(info["used_memory"]), int(info["used_memory_dataset"])
             entries = sum(client.xlen(s) for s in GROUPS.values())
@@ -208,10 +206,10 @@ class Soak:
 
     async def drain(self, seconds: float) -> bool:
         """Every group has read and acknowledged everything (lag 0, nothing pending)."""
-        client = redis.Redis(port=self.redis.port, socket_timeout=5)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
+                client = await asyncio.to_thread(self.redis.client)
                 if all(int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0
                        for s in GROUPS.values() for g in client.xinfo_groups(s)):  # fmt: skip
                     return True
@@ -255,10 +253,11 @@ class Soak:
         dlq = {s: int(client.xlen(f"{s}:dlq")) for s in GROUPS.values()}
         entries = sum(client.xlen(s) for s in GROUPS.values())
         dataset = int(client.info("memory")["used_memory_dataset"])
-        self.redis.stop()
         accepted = set(log.accepted)
         handlings = read_ledger(self.ledger_dir)
-        ledgers = [judge_group(g, accepted, handlings.get(g, []), self.kills) for g in GROUPS]
+        failovers = getattr(self.redis, "failovers", [])
+        ledgers = [judge_group(g, accepted, handlings.get(g, []), self.kills, failovers)
+                   for g in GROUPS]  # fmt: skip
         growth = judge_growth(self.samples, self.args.warmup, self.args.limit_factor)
         latencies = sorted(ms for _, ms in log.latency_ms) or [0.0]
         faults: dict[str, int] = {}
@@ -329,8 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dedupe-ttl", type=int, default=120, help="RELAY_DEDUPE_TTL")
     parser.add_argument("--claim-idle", type=float, default=10, help="workers' --claim-idle")
     parser.add_argument("--out", type=Path, help="output directory (default: a temp dir)")
+    parser.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="master + replica under Sentinel; redis-failover for redis-restart",
+    )
     parser.add_argument("--png", action="store_true", help="soak.png (needs matplotlib)")
     args = parser.parse_args(argv)
+    if args.sentinel:
+        args.faults = args.faults.replace("redis-restart", "redis-failover")
     args.out = (args.out or Path(tempfile.mkdtemp(prefix="relay-soak-"))).resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"soak: output in {args.out}", flush=True)

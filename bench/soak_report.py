@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,11 +91,21 @@ def read_ledger(directory: Path) -> dict[str, list[Handling]]:
     return dict(by_group)
 
 
+# A handling finished this long before a Sentinel failover may have had its XACK on the old
+# master only (workers do not wait for replicas): handled again, it is the failover's double.
+FAILOVER_WINDOW_SECONDS = 5.0
+
+
 def judge_group(
-    group: str, accepted: set[str], handlings: list[Handling], kills: list[Kill]
+    group: str,
+    accepted: set[str],
+    handlings: list[Handling],
+    kills: list[Kill],
+    failovers: Sequence[float] = (),
 ) -> GroupLedger:
     """Every accepted id handled at least once through exactly one stream entry; each
-    id handled twice explained by a worker SIGKILLed while it held the entry."""
+    id handled twice explained by a worker SIGKILLed while it held the entry, or by a
+    failover right after the handling (its acknowledgement not yet on the replica)."""
     ledger = GroupLedger(group)
     killed_at = {kill.pid: kill.at for kill in kills if kill.group == group}
     per_id: dict[str, list[Handling]] = defaultdict(list)
@@ -116,7 +127,11 @@ def judge_group(
             # Every run but the last must have been cut off from its acknowledgement: its
             # process was SIGKILLed after the run started (it held the entry unacked).
             earlier = finished[:-1]
-            if all(run.pid in killed_at and killed_at[run.pid] >= run.started for run in earlier):
+            if all(
+                (run.pid in killed_at and killed_at[run.pid] >= run.started)
+                or any(0 <= at - (run.done or 0) <= FAILOVER_WINDOW_SECONDS for at in failovers)
+                for run in earlier
+            ):
                 ledger.explained += 1
             else:
                 ledger.unexplained.append(message_id)
@@ -216,7 +231,7 @@ def render(
         lines.append(
             f"group {ledger.group}: handled {ledger.handled}, lost {len(ledger.lost)}, "
             f"extra stream entries {len(ledger.extra_entries)}, doubled {ledger.doubled} "
-            f"(explained by a SIGKILLed holder {ledger.explained}, unexplained "
+            f"(explained by a SIGKILLed holder or a failover {ledger.explained}, unexplained "
             f"{len(ledger.unexplained)}), killed mid-handler {ledger.killed_mid_handler}, "
             f"never sent {len(ledger.unknown)}"
         )

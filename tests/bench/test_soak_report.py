@@ -83,3 +83,10 @@ def test_a_slope_over_the_limit_within_its_noise_is_not_growth() -> None:
     assert verdict.slope > verdict.limit and verdict.ok
     steady = [{"t": float(t), "p:fds": t / 10} for t in range(0, 120, 10)]  # 360 an hour
     assert not judge_growth(steady, warmup=0)[0].ok
+
+
+def test_a_double_right_after_a_failover_is_explained_and_long_after_is_not() -> None:
+    handlings = [run(1, "a", 10, 11), run(2, "a", 30, 31)]
+    assert judge_group("g", {"a"}, handlings, [], failovers=[13.0]).explained == 1
+    assert judge_group("g", {"a"}, handlings, [], failovers=[60.0]).unexplained == ["a"]
+    assert judge_group("g", {"a"}, handlings, [], failovers=[10.5]).unexplained == ["a"]
