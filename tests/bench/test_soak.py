@@ -20,7 +20,7 @@ FAULTS = {"relay-kill", "relay-term", "worker-kill", "redis-restart"}
 def test_two_minutes_with_every_fault_lose_nothing_and_grow_nothing(tmp_path: Path) -> None:
     command = [
         sys.executable, "bench/soak.py", "--duration", "120", "--rate", "30",
-        "--fault-every", "20", "--warmup", "45", "--sample-every", "3", "--maxlen", "1000",
+        "--fault-every", "5", "--warmup", "45", "--sample-every", "3", "--maxlen", "1000",
         "--dedupe-ttl", "30", "--claim-idle", "5", "--limit-factor", "20", "--out", str(tmp_path),
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=480)
