@@ -7,13 +7,9 @@ and ``relay --version`` above all, do not pay for it.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:  # the one source of the version: the package metadata, from pyproject.toml
-    __version__ = version("anyformat-relay")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from relay.version import __version__
 
 if TYPE_CHECKING:
     from relay.worker import Event, RetryPolicy, Worker

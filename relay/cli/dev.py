@@ -26,13 +26,14 @@ def dev(force_embedded: bool) -> None:
     import base64
     import os
 
-    import redis as sync_redis
     from pydantic import SecretStr
 
     from relay.dev.embedded import start_embedded_redis
     from relay.dev.state import DevState, load_state, port_taken, save_state
     from relay.observability import configure_logging
     from relay.receiver.app import FatalError, serve
+    from relay.redis.client import answers
+    from relay.redis.keys import events_stream
     from relay.settings import mask_url
 
     settings = load_settings()
@@ -59,12 +60,9 @@ def dev(force_embedded: bool) -> None:
             secret = base64.b64encode(os.urandom(24)).decode()
         updates["webhook_secret"] = SecretStr(secret)
     embedded = None
-    try:
-        if force_embedded:
-            raise OSError("--embedded")
-        sync_redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5).ping()
+    if not force_embedded and answers(settings.redis_url):
         redis_note = f"{mask_url(settings.redis_url)} (answering)"
-    except (sync_redis.RedisError, OSError):
+    else:
         embedded = start_embedded_redis()
         updates["redis_url"] = embedded.url
         why = (
@@ -88,7 +86,7 @@ def dev(force_embedded: bool) -> None:
             ports=[settings.port, settings.admin_port],
         )
     )
-    stream = f"{settings.stream_prefix}:events"
+    stream = events_stream(settings.stream_prefix)
     click.echo(
         f"""AnyFormat Relay, development mode (registration off)
   webhook URL  {url}
