@@ -278,8 +278,9 @@ class Soak:
         accepted = set(log.accepted)
         handlings = read_ledger(self.ledger_dir)
         failovers = getattr(self.redis, "failovers", [])
-        ledgers = [judge_group(g, accepted, handlings.get(g, []), self.kills, failovers)
-                   for g in GROUPS]  # fmt: skip
+        window_ms = self.args.dedupe_ttl * 1000
+        ledgers = [judge_group(g, accepted, handlings.get(g, []), self.kills, failovers,
+                               window_ms) for g in GROUPS]  # fmt: skip
         growth = judge_growth(self.samples, self.args.warmup, self.args.limit_factor)
         latencies = sorted(ms for _, ms in log.latency_ms) or [0.0]
         faults: dict[str, int] = {}
@@ -304,7 +305,8 @@ class Soak:
             "attempts": log.attempts, "answers": dict(log.answers), "faults": faults,
             "worker_kills": [{"group": k.group, "held": k.held} for k in self.kills],
             "groups": {x.group: {"handled": x.handled, "lost": len(x.lost),
-                                 "extra_entries": len(x.extra_entries), "doubled": x.doubled,
+                                 "extra_entries": len(x.extra_entries),
+                                 "after_window": len(x.after_window), "doubled": x.doubled,
                                  "explained": x.explained, "unexplained": len(x.unexplained),
                                  "killed_mid_handler": x.killed_mid_handler,
                                  "never_sent": len(x.unknown)} for x in ledgers},
