@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import cast
@@ -27,6 +26,7 @@ from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.http import concurrent_copies
 from tests.support.redis_cluster import RedisCluster
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for
 
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
 
@@ -116,8 +116,12 @@ async def test_registration_lock_record_and_secret_reload_on_a_cluster(
             cluster.url, RELAY_REDIS_CLUSTER=True, RELAY_WEBHOOK_SECRET=None,
             RELAY_PUBLIC_URL=url, RELAY_SECRET_REFRESH_INTERVAL=0.1,
         )  # fmt: skip
+        before = server.relay.secrets.keys
+        assert before  # the first record, read at start
         new, _ = await registrars[0].rotate(grace=None)  # the relay picks the new one up
-        await asyncio.sleep(0.5)
+        await wait_for(
+            lambda: server.relay.secrets.keys not in (before, ()), what="the rotated key set read"
+        )
     body = event_body()
     secret = new.secret.get_secret_value()
     target = f"http://127.0.0.1:{server.public_port}/webhooks/anyformat"
@@ -167,10 +171,10 @@ async def test_a_master_failover_during_a_run(
     finally:
         stop.set()
         thread.join(10)
-    deadline = time.monotonic() + 10
-    while replica.client().execute_command("ROLE")[0] != b"master":
-        assert time.monotonic() < deadline, "the failover did not happen"
-        await asyncio.sleep(0.1)
+    await wait_for(
+        lambda: replica.client().execute_command("ROLE")[0] == b"master",
+        what="the replica promoted by the failover",
+    )
     client = cluster.client()
     with capsys.disabled():
         print(f"\n[cluster failover] {report.summary()}")

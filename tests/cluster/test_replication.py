@@ -19,8 +19,9 @@ from relay.streams.writer import Entry, FanoutWriter
 from tests.chaos.sender import send_all
 from tests.conftest import StartRelay
 from tests.support.redis_cluster import RedisCluster
-from tests.support.redis_sentinel import wait_for
+from tests.support.redis_sentinel import SETTLING
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for_sync
 
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
 
@@ -91,12 +92,20 @@ async def test_a_master_sigkilled_under_load_loses_nothing_acknowledged(
             return
         started = time.monotonic()
         victim.kill()  # SIGKILL: no handover, the replica is promoted by election
-        wait_for(lambda: replica.client().execute_command("ROLE")[0] == b"master", 60,
-                 "the replica was not promoted")  # fmt: skip
+        wait_for_sync(
+            lambda: replica.client().execute_command("ROLE")[0] == b"master",
+            what="the replica promoted",
+            within=60,
+            ignoring=SETTLING,
+        )
         figures["promoted_after_s"] = time.monotonic() - started
         victim.start()  # its nodes.conf makes it rejoin, as the new master's replica
-        wait_for(lambda: replica.client().execute_command("WAIT", 1, 100) >= 1, 60,
-                 "the killed master did not come back as a replica")  # fmt: skip
+        wait_for_sync(
+            lambda: replica.client().execute_command("WAIT", 1, 100) >= 1,
+            what="the killed master back as a replica",
+            within=60,
+            ignoring=SETTLING,
+        )
         figures["replica_back_after_s"] = time.monotonic() - started
 
     stop = threading.Event()

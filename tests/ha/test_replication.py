@@ -15,9 +15,10 @@ from redis.asyncio import Redis
 from relay.streams.replication import ReplicaAck, ReplicationTimeout
 from relay.streams.writer import Entry, FanoutWriter
 from tests.conftest import StartRelay
-from tests.support.redis_sentinel import wait_for
+from tests.support.redis_sentinel import SETTLING
 from tests.support.redis_server import RedisServer
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for_sync
 
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
 # Generous: a replica on a busy machine must confirm in time when it is healthy.
@@ -28,7 +29,12 @@ def replica_of(master: RedisServer) -> RedisServer:
     replica = RedisServer("--replicaof", "127.0.0.1", str(master.port))
     replica.start()
     client = master.client()
-    wait_for(lambda: client.execute_command("WAIT", 1, 100) >= 1, 30, "replica never synced")
+    wait_for_sync(
+        lambda: client.execute_command("WAIT", 1, 100) >= 1,
+        what="the replica synced",
+        within=30,
+        ignoring=SETTLING,
+    )
     return replica
 
 
@@ -175,7 +181,12 @@ async def test_a_demoted_master_answers_503_and_the_connection_that_met_readonly
         admin = own_redis.client()
         before = {c["id"] for c in admin.client_list() if c["name"].startswith("anyformat")}
         admin.execute_command("REPLICAOF", "127.0.0.1", str(other.port))  # demoted
-        wait_for(lambda: admin.execute_command("ROLE")[0] == b"slave", 10, "not demoted")
+        wait_for_sync(
+            lambda: admin.execute_command("ROLE")[0] == b"slave",
+            what="the old master demoted",
+            within=10,
+            ignoring=SETTLING,
+        )
         status, document = await deliver(http, server.public_port, "msg_ro1")
         assert (status, document["reason"]) == (503, "redis_unavailable")
         after = {c["id"] for c in admin.client_list() if c["name"].startswith("anyformat")}

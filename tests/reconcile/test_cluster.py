@@ -13,7 +13,6 @@ from tests.reconcile.relays import (
     STATE,
     by_extraction,
     deliver,
-    eventually,
     only_secret,
     public_url,
     reconciling,
@@ -21,6 +20,7 @@ from tests.reconcile.relays import (
 )
 from tests.support.fake_anyformat import FakeAnyFormat
 from tests.support.redis_cluster import RedisCluster
+from tests.support.waiting import wait_for
 
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed",
            "anyformat:events:extraction.failed")  # fmt: skip
@@ -48,7 +48,7 @@ async def test_a_gap_is_reconciled_once_into_streams_on_different_shards(
     org.ignored(workflow, "cancelled", seconds_ago=10 * 60)
 
     server = await start_relay(cluster.url, RELAY_REDIS_CLUSTER=True, **reconciling(fake_api))
-    await eventually(lambda: client.hget(STATE, "last_done"), what="the gap sweep")
+    await wait_for(lambda: client.hget(STATE, "last_done"), what="the gap sweep")
 
     assert {run: len(f) for run, f in by_extraction(client, STREAMS[0]).items()} == {
         run: 1 for run in org.expected

@@ -12,6 +12,7 @@ from redis.asyncio import Redis, RedisCluster
 from relay.dev.embedded import EmbeddedRedis, start_embedded_redis
 from relay.streams.writer import Entry, FanoutWriter
 from relay.worker import Event, RetryPolicy, Worker
+from tests.support.waiting import wait_for
 
 STREAM = "anyformat:events"
 GROUP = "billing"
@@ -94,20 +95,13 @@ async def start_worker(client: Redis) -> AsyncIterator[StartWorker]:
         worker = Running(Worker(client, handler=handler, **options))
         running.append(worker)
         # Started: the group exists (or the worker died, which the test will show).
-        await eventually(lambda: asyncio.sleep(0, worker.worker.phase != "starting"
-                                               or worker.task.done()))  # fmt: skip
+        await wait_for(
+            lambda: worker.worker.phase != "starting" or worker.task.done(),
+            what="the worker started",
+        )
         return worker
 
     yield start
     for worker in running:
         if not worker.task.done():
             await worker.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")

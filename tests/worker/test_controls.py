@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 
 from relay.worker import Event, Reject, Retry, RetryPolicy
-from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
 DLQ = f"{STREAM}:dlq"
 SLOW = RetryPolicy(max_attempts=5, backoff_base=60, backoff_max=60)
@@ -31,8 +32,8 @@ async def test_reject_sends_the_entry_to_the_dlq_at_once(
         raise Reject("customer deleted")
 
     worker = await start_worker(handler, retry=FAST)
-    await eventually(lambda: _length(client, DLQ, 1))
-    await eventually(lambda: _no_pending(client))
+    await wait_for(lambda: _length(client, DLQ, 1), what="the rejected event dead-lettered")
+    await wait_for(lambda: _no_pending(client), what="nothing pending")
     [(_, dead)] = await client.xrange(DLQ)
     assert (dead[b"error"], dead[b"attempts"]) == (b"Reject: customer deleted", b"1")
     assert dead[b"original_id"] == entry_id.encode()
@@ -51,7 +52,9 @@ async def test_retry_after_replaces_the_backoff(client: Redis, start_worker: Sta
             raise Retry(after=0.05)
 
     await start_worker(handler, retry=SLOW)
-    await eventually(lambda: _no_pending_and(client, lambda: calls == [1, 2]))
+    await wait_for(
+        lambda: _no_pending_and(client, lambda: calls == [1, 2]), what="two calls, nothing pending"
+    )
     assert await client.xlen(DLQ) == 0
 
 
@@ -70,12 +73,12 @@ async def test_retry_after_is_honoured_when_longer_than_the_backoff(
             raise RuntimeError("flaky")
 
     await start_worker(handler, retry=FAST)
-    await eventually(lambda: asyncio.sleep(0, (hasty, 2) in calls))
+    await wait_for(lambda: (hasty, 2) in calls, what="the hasty event's second call")
 
     async def only_patient_pending() -> bool:  # the hasty one's ack follows its call
         return await pending(client) == 1
 
-    await eventually(only_patient_pending)
+    await wait_for(only_patient_pending, what="only the patient event pending")
     assert (patient, 2) not in calls  # the patient entry, still held for its retry
 
 
@@ -86,7 +89,7 @@ async def test_retry_still_counts_as_an_attempt(client: Redis, start_worker: Sta
         raise Retry(after=0, reason="rate limited")
 
     await start_worker(handler, retry=FAST)
-    await eventually(lambda: _length(client, DLQ, 1))
+    await wait_for(lambda: _length(client, DLQ, 1), what="the rate-limited event dead-lettered")
     [(_, dead)] = await client.xrange(DLQ)
     assert (dead[b"error"], dead[b"attempts"]) == (b"Retry: rate limited", b"3")
 
@@ -108,7 +111,9 @@ async def test_a_handler_past_its_timeout_is_cancelled_and_retried(
                 raise
 
     worker = await start_worker(handler, retry=FAST, handler_timeout=0.2)
-    await eventually(lambda: _no_pending_and(client, lambda: calls == [1, 2]))
+    await wait_for(
+        lambda: _no_pending_and(client, lambda: calls == [1, 2]), what="two calls, nothing pending"
+    )
     assert cancelled == [1]
     assert worker.worker.metrics.failed.labels(STREAM, GROUP)._value.get() == 1
     assert await client.xlen(DLQ) == 0
@@ -123,7 +128,7 @@ async def test_a_timeout_raised_by_the_handler_itself_is_an_ordinary_failure(
         raise TimeoutError("the billing API did not answer")
 
     await start_worker(handler, retry=FAST, handler_timeout=30)
-    await eventually(lambda: _length(client, DLQ, 1))
+    await wait_for(lambda: _length(client, DLQ, 1), what="the timed-out event dead-lettered")
     [(_, dead)] = await client.xrange(DLQ)
     assert dead[b"error"] == b"TimeoutError: the billing API did not answer"
 
@@ -151,7 +156,7 @@ async def test_the_lifespan_wraps_every_handler_call_once_per_worker(
     worker = await start_worker(handler, lifespan=lifespan, concurrency=1)
     await asyncio.wait_for(started.wait(), 10)
     worker.worker.stop()
-    await eventually(lambda: asyncio.sleep(0, worker.worker.phase == "draining"))
+    await wait_for(lambda: worker.worker.phase == "draining", what="the worker draining")
     assert journal[-1] == "handle the shared session"  # still open while a handler runs
     release.set()
     await asyncio.wait_for(worker.task, 10)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from redis.asyncio import Redis
 
@@ -17,7 +15,8 @@ from relay.worker.deadletter import (
     replay,
     replay_marks_key,
 )
-from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
 DLQ = f"{STREAM}:dlq"
 
@@ -73,13 +72,13 @@ async def test_replay_puts_the_entry_back_once_and_empties_the_dlq(
         handled.append(event)
 
     worker = await start_worker(handler, retry=RetryPolicy(max_attempts=2, backoff_base=0.01))
-    await eventually(lambda: _length(client, DLQ, 1))
+    await wait_for(lambda: _length(client, DLQ, 1), what="the event dead-lettered")
     [letter] = await list_dead(client, STREAM, 10)
     failing = False
 
     assert await replay(client, STREAM, letter.dlq_id) == "replayed"
     assert await replay(client, STREAM, letter.dlq_id) == "absent"
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 1))
+    await wait_for(lambda: len(handled) == 1, what="the replayed event handled")
     await worker.stop()
     assert await client.xlen(DLQ) == 0
     assert await client.xlen(STREAM) == 2  # the original and its one replay

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 from redis.asyncio import Redis
 
 from relay.worker import Event, Worker
-from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
 
 async def test_a_destroyed_group_is_recreated_after_the_last_entry_read_not_at_0(
@@ -22,11 +22,13 @@ async def test_a_destroyed_group_is_recreated_after_the_last_entry_read_not_at_0
         handled[event.entry_id] += 1
 
     running = await start_worker(handler)
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 5))
+    await wait_for(lambda: len(handled) == 5, what="the first five handled")
     await client.xgroup_destroy(STREAM, GROUP)
     later = await publish(client, 3)
 
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 8))
+    await wait_for(
+        lambda: len(handled) == 8, what="all eight handled after the group was recreated"
+    )
     assert set(handled) == {*first, *later}
     assert set(handled.values()) == {1}  # nothing handled twice
     assert await running.worker.readiness() is None  # the group is back
@@ -41,7 +43,7 @@ async def test_a_group_that_vanishes_before_anything_was_read_is_recreated_at_0(
         handled.append(event.entry_id)
 
     running = await start_worker(handler, start_id="$")
-    await eventually(lambda: _ready(running.worker))
+    await wait_for(lambda: _ready(running.worker), what="the worker reading")
     # One transaction: the entries are in the stream before the worker can see the group
     # missing, so a group recreated at "$" would skip them.
     async with client.pipeline(transaction=True) as tx:
@@ -50,7 +52,9 @@ async def test_a_group_that_vanishes_before_anything_was_read_is_recreated_at_0(
             tx.xadd(STREAM, {"id": f"m{n}", "event": "e", "payload": "{}"})
         _, *added = await tx.execute()
     ids = [entry_id.decode() for entry_id in added]
-    await eventually(lambda: asyncio.sleep(0, sorted(handled) == sorted(ids)))
+    await wait_for(
+        lambda: sorted(handled) == sorted(ids), what="every entry of the transaction handled"
+    )
 
 
 async def test_readiness_says_why_not(client: Redis, start_worker: StartWorker) -> None:

@@ -4,13 +4,12 @@ silently, and never looped on."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from redis.asyncio import Redis
 
 from relay.worker import Event, RetryPolicy
-from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
 DLQ = f"{STREAM}:dlq"
 FAST = RetryPolicy(max_attempts=5, backoff_base=0.01, backoff_max=0.05)
@@ -37,8 +36,10 @@ async def test_an_entry_deleted_while_pending_on_a_dead_consumer_is_counted_lost
         handled.append(event.entry_id)
 
     running = await start_worker(handler, claim_idle=0.2, retry=FAST)
-    await eventually(lambda: asyncio.sleep(0, lost(running) == 1 and handled == [kept]))
-    await eventually(lambda: _none_pending(client))
+    await wait_for(
+        lambda: lost(running) == 1 and handled == [kept], what="one lost, the kept one handled"
+    )
+    await wait_for(lambda: _none_pending(client), what="nothing pending")
     assert await client.xlen(DLQ) == 0
     assert "entry_lost" in capsys.readouterr().out
 
@@ -55,8 +56,8 @@ async def test_an_entry_deleted_while_waiting_for_its_retry_is_counted_lost(
         raise RuntimeError("downstream hiccup")
 
     running = await start_worker(handler, retry=FAST)
-    await eventually(lambda: asyncio.sleep(0, lost(running) == 1))
-    await eventually(lambda: _none_pending(client))
+    await wait_for(lambda: lost(running) == 1, what="one lost")
+    await wait_for(lambda: _none_pending(client), what="nothing pending")
     assert calls == [1]  # never retried, never looped on
     assert await client.xlen(DLQ) == 0
 
@@ -71,14 +72,18 @@ async def test_an_entry_deleted_while_its_handler_runs_is_lost_only_if_the_handl
 
     async def handler(event: Event) -> None:
         await client.xdel(STREAM, event.entry_id)
-        await eventually(lambda: _none_pending(client))  # the heartbeat noticed
+        await wait_for(
+            lambda: _none_pending(client), what="the heartbeat noticing the deleted entry"
+        )  # the heartbeat noticed
         if not succeeds:
             raise RuntimeError("downstream hiccup")
 
     running = await start_worker(handler, claim_idle=0.3, retry=FAST)
     metrics = running.worker.metrics
     outcome = metrics.handled if succeeds else metrics.lost
-    await eventually(lambda: asyncio.sleep(0, outcome.labels(STREAM, GROUP)._value.get() == 1))
+    await wait_for(
+        lambda: outcome.labels(STREAM, GROUP)._value.get() == 1, what="the outcome counted"
+    )
     assert lost(running) == (0 if succeeds else 1)
     assert await client.xlen(DLQ) == 0
 

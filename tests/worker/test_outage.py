@@ -4,14 +4,14 @@ entries failing in a row."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import pytest
 from redis.asyncio import Redis
 
 from relay.worker import Event, RetryPolicy
-from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
 pytestmark = pytest.mark.parametrize("client", ["redis-server"], indirect=True)
 DLQ = f"{STREAM}:dlq"
@@ -40,16 +40,20 @@ async def test_an_outage_longer_than_every_retry_sends_nothing_to_the_dlq(
         handler, retry=FAST, outage_threshold=THRESHOLD, outage_probe_interval=0.05
     )
     worker = running.worker
-    await eventually(lambda: asyncio.sleep(0, worker.breaker.is_open))
+    await wait_for(lambda: worker.breaker.is_open, what="the breaker open")
     assert worker.metrics.paused.labels(STREAM, GROUP)._value.get() == 1
     # The outage lasts 40 probes: many times the three attempts' whole backoff.
-    await eventually(lambda: asyncio.sleep(0, worker.breaker.probes >= 40), within=20)
+    await wait_for(
+        lambda: worker.breaker.probes >= 40, what="40 probes during the outage", within=20
+    )
     assert await client.xlen(DLQ) == 0
     assert calls_while_down < 200  # paused: the backlog was not run against the outage
     down = False
 
-    await eventually(lambda: asyncio.sleep(0, len(succeeded) == 200), within=20)
-    await eventually(lambda: _no_pending(client))
+    await wait_for(
+        lambda: len(succeeded) == 200, what="all 200 succeeded after the outage", within=20
+    )
+    await wait_for(lambda: _no_pending(client), what="nothing pending")
     assert set(succeeded) == set(ids) and set(succeeded.values()) == {1}  # each once
     assert await client.xlen(DLQ) == 0
     assert not worker.breaker.is_open and worker.breaker.outages == 1
@@ -71,8 +75,10 @@ async def test_bad_entries_just_under_the_threshold_are_dead_lettered_among_good
         handler, retry=FAST, outage_threshold=THRESHOLD, outage_probe_interval=0.05,
         concurrency=2,
     )  # fmt: skip
-    await eventually(lambda: _length(client, DLQ, len(poison)))
-    await eventually(lambda: _no_pending(client))
+    await wait_for(
+        lambda: _length(client, DLQ, len(poison)), what="every poison event dead-lettered"
+    )
+    await wait_for(lambda: _no_pending(client), what="nothing pending")
     dead = {fields[b"original_id"].decode(): fields for _, fields in await client.xrange(DLQ)}
     assert set(dead) == poison
     assert {fields[b"attempts"] for fields in dead.values()} == {b"3"}
@@ -93,7 +99,9 @@ async def test_threshold_different_entries_failing_in_a_row_pause_without_dead_l
         handler, retry=FAST, outage_threshold=THRESHOLD, outage_probe_interval=0.05
     )
     worker = running.worker
-    await eventually(lambda: asyncio.sleep(0, worker.breaker.probes >= 3 * THRESHOLD))
+    await wait_for(
+        lambda: worker.breaker.probes >= 3 * THRESHOLD, what="three thresholds of probes"
+    )
     assert worker.breaker.is_open
     assert await client.xlen(DLQ) == 0
     assert int((await client.xpending(STREAM, GROUP))["pending"]) == THRESHOLD

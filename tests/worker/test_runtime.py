@@ -10,7 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 from relay.worker import Event, RetryPolicy
-from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
 DLQ = f"{STREAM}:dlq"
 
@@ -29,8 +30,8 @@ async def test_each_entry_is_handled_with_its_parsed_event_and_acknowledged(
         seen.append(event)
 
     worker = await start_worker(handler)
-    await eventually(lambda: asyncio.sleep(0, bool(seen)))
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: bool(seen), what="the event handled")
+    await wait_for(lambda: _zero(client), what="nothing pending")
     await worker.stop()
     [event] = seen
     assert (event.entry_id, event.stream, event.attempt, event.event) == (
@@ -66,8 +67,8 @@ async def test_a_failing_handler_is_retried_with_backoff_then_acknowledged_once(
 
     policy = RetryPolicy(max_attempts=5, backoff_base=0.4, backoff_max=10)
     worker = await start_worker(flaky, retry=policy)
-    await eventually(lambda: asyncio.sleep(0, len(attempts) == 3))
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: len(attempts) == 3, what="the third attempt")
+    await wait_for(lambda: _zero(client), what="nothing pending")
     await worker.stop()
 
     assert [n for n, _ in attempts] == [1, 2, 3]
@@ -91,8 +92,8 @@ async def test_a_poison_entry_goes_to_the_dlq_after_exactly_max_attempts(
         raise ValueError(f"cannot bill {event.extraction_id}")
 
     await start_worker(poison, retry=RetryPolicy(max_attempts=3, backoff_base=0.01))
-    await eventually(lambda: _has(client, DLQ))
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: _has(client, DLQ), what="the poison event dead-lettered")
+    await wait_for(lambda: _zero(client), what="nothing pending")
     assert calls == [1, 2, 3]
     [(_, fields)] = await client.xrange(DLQ)
     [(_, original)] = await client.xrange(STREAM)
@@ -127,12 +128,12 @@ async def test_a_malformed_entry_goes_to_the_dlq_at_once(
         calls.append(event)
 
     await start_worker(handler)
-    await eventually(lambda: _has(client, DLQ))
+    await wait_for(lambda: _has(client, DLQ), what="the undecodable entry dead-lettered")
     [(_, dead)] = await client.xrange(DLQ)
     assert dead[b"error"].decode().startswith(error)
     assert dead[b"attempts"] == b"1"
     assert calls == []
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: _zero(client), what="nothing pending")
 
 
 async def test_two_workers_in_one_group_handle_every_entry_once(
@@ -150,8 +151,8 @@ async def test_two_workers_in_one_group_handle_every_entry_once(
 
     await start_worker(handler_for("a"), consumer="a", concurrency=4)
     await start_worker(handler_for("b"), consumer="b", concurrency=4)
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 200))
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: len(handled) == 200, what="all 200 handled")
+    await wait_for(lambda: _zero(client), what="nothing pending")
     assert sorted(handled) == sorted(ids)
     assert all(len(names) == 1 for names in handled.values())
     assert {name for names in handled.values() for name in names} == {"a", "b"}
@@ -170,9 +171,9 @@ async def test_a_dead_consumers_entry_is_taken_over_and_the_attempt_counted(
         seen.append(event)
 
     await start_worker(handler, consumer="alive", claim_idle=0.3)
-    await eventually(lambda: asyncio.sleep(0, bool(seen)))
+    await wait_for(lambda: bool(seen), what="the abandoned entry handled")
     assert (seen[0].entry_id, seen[0].attempt) == (entry_id, 2)
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: _zero(client), what="nothing pending")
 
 
 async def test_an_entry_past_its_last_attempt_is_dead_lettered_without_running_again(
@@ -189,7 +190,7 @@ async def test_an_entry_past_its_last_attempt_is_dead_lettered_without_running_a
         raise AssertionError("must not run")
 
     await start_worker(handler, claim_idle=0.2, retry=RetryPolicy(max_attempts=3))
-    await eventually(lambda: _has(client, DLQ))
+    await wait_for(lambda: _has(client, DLQ), what="the exhausted entry dead-lettered")
     [(_, dead)] = await client.xrange(DLQ)
     assert dead[b"attempts"] == b"3"
     assert b"died or was stopped" in dead[b"error"]
@@ -210,9 +211,9 @@ async def test_a_long_handler_keeps_its_entry_while_others_wait_to_take_over(
         return handler
 
     await start_worker(slow("first"), consumer="first", claim_idle=0.3)
-    await eventually(lambda: asyncio.sleep(0, bool(runs)))
+    await wait_for(lambda: bool(runs), what="the first consumer running its handler")
     await start_worker(slow("second"), consumer="second", claim_idle=0.3)
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: _zero(client), what="nothing pending")
     assert runs == ["first"]
 
 
@@ -226,11 +227,11 @@ async def test_the_group_is_recreated_when_it_vanishes(
 
     await publish(client)
     await start_worker(handler)
-    await eventually(lambda: asyncio.sleep(0, len(seen) == 1))
+    await wait_for(lambda: len(seen) == 1, what="the first event handled")
     # Redis restarted without persistence: stream and group are gone.
     await client.delete(STREAM)
     [after] = await publish(client)
-    await eventually(lambda: asyncio.sleep(0, after in seen))
+    await wait_for(lambda: after in seen, what="the event after the stream was recreated handled")
 
 
 async def test_a_pending_entry_whose_message_was_deleted_is_acknowledged(
@@ -245,7 +246,7 @@ async def test_a_pending_entry_whose_message_was_deleted_is_acknowledged(
         raise AssertionError("nothing to handle")
 
     await start_worker(handler, claim_idle=0.2)
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: _zero(client), what="nothing pending")
     assert await client.xlen(DLQ) == 0
 
 
@@ -304,8 +305,8 @@ async def test_acks_of_handlers_finishing_together_share_one_xack(
         handled.append(event.entry_id)
 
     await start_worker(handler, concurrency=10)
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 40))
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: len(handled) == 40, what="all 40 handled")
+    await wait_for(lambda: _zero(client), what="nothing pending")
     assert sum(calls) == 40
     assert len(calls) < 40
 
@@ -329,10 +330,10 @@ async def test_the_heartbeat_goes_on_through_the_shutdown_drain(
     # claim_idle 1 s: short enough to be crossed many times, long enough that a loaded
     # machine's scheduling delays do not look like a stalled worker.
     draining = await start_worker(first, consumer="first", claim_idle=1)
-    await eventually(lambda: asyncio.sleep(0, runs == ["first"]))
+    await wait_for(lambda: runs == ["first"], what="the first consumer running")
     await start_worker(second, consumer="second", claim_idle=1)
     draining.worker.stop()
-    await eventually(lambda: asyncio.sleep(0, draining.worker.phase == "draining"))
+    await wait_for(lambda: draining.worker.phase == "draining", what="the first consumer draining")
     # Several claim-idle periods of drain, watched through the pending entry's idle time:
     # it keeps being reset by first's heartbeat while second's take-over looks for it.
     resets = 0
@@ -347,7 +348,7 @@ async def test_the_heartbeat_goes_on_through_the_shutdown_drain(
         last_idle = idle
         return resets >= 4
 
-    await eventually(heartbeats_seen)
+    await wait_for(heartbeats_seen, what="four heartbeats seen")
     release.set()
     await asyncio.wait_for(draining.task, 10)
     assert runs == ["first"]

@@ -9,7 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 from relay.worker import Event
-from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
 pytestmark = pytest.mark.parametrize("client", ["redis-server"], indirect=True)
 
@@ -39,19 +40,21 @@ async def test_2000_entries_of_a_dead_consumer_behind_live_ones_are_all_taken_ov
 
     # A live consumer holds the 50 oldest entries (heartbeated), a dead one the 2,000 after.
     await start_worker(busy, consumer="live", concurrency=50, claim_idle=2)
-    await eventually(lambda: _holds(client, "live", 50))
+    await wait_for(lambda: _holds(client, "live", 50), what="the live consumer holding 50")
     await client.xreadgroup(GROUP, "dead", {STREAM: ">"}, count=2000)
 
     rescuer = await start_worker(quick, consumer="rescuer", claim_idle=2)
     try:
-        await eventually(lambda: asyncio.sleep(0, len(handled) == 2000), within=40)
+        await wait_for(
+            lambda: len(handled) == 2000, what="the dead consumer's 2,000 handled", within=40
+        )
         pending = await consumer_pending(client)
         assert pending.get("dead", 0) == 0 and pending.get("live") == 50
         assert set(handled) == set(ids[50:])
         assert rescuer.worker.metrics.taken_over.labels(STREAM, GROUP)._value.get() == 2000
     finally:
         release.set()
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 2050))
+    await wait_for(lambda: len(handled) == 2050, what="all 2,050 handled")
     assert set(handled) == set(ids) and set(handled.values()) == {1}  # each exactly once
 
 
@@ -70,7 +73,7 @@ async def test_the_hold_is_capped_and_the_read_loop_waits_at_the_cap(
         failing, consumer="w", concurrency=10, max_held=50, retry=slow_retries,
         outage_threshold=0,
     )  # fmt: skip
-    await eventually(lambda: _holds(client, "w", 50))
+    await wait_for(lambda: _holds(client, "w", 50), what="the worker holding 50")
     [group] = await client.xinfo_groups(STREAM)
     assert group["entries-read"] == 50  # nothing read beyond the cap
     assert len(worker.worker.capacity.held) == 50
