@@ -4,10 +4,8 @@ XLEN, ZCARD), on a real redis-server."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 import redis
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -23,13 +21,6 @@ from tests.support.waiting import wait_for
 
 STREAM = "anyformat:events"
 NEVER_WRITTEN = "anyformat:events:extraction.failed"
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def collected(client: Redis, streams: list[str]) -> CollectorRegistry:

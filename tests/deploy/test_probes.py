@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from relay.settings import Settings
-from tests.deploy.rendered import ROOT, containers, named, needs_kubectl, render
+from tests.deploy.rendered import ROOT, containers, named, needs_kubectl
 from tests.support.process import RelayProcess
 from tests.support.redis_server import free_port
 from tests.support.signing import SECRET
@@ -46,11 +46,6 @@ def probes(container: dict[str, Any]) -> list[tuple[str, str, int]]:
             port = http["port"]
             found.append((kind, http["path"], ports[port] if isinstance(port, str) else port))
     return found
-
-
-@pytest.fixture(scope="module")
-def prod() -> list[dict[str, Any]]:
-    return render("prod")
 
 
 @pytest.fixture

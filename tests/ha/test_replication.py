@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -141,27 +141,20 @@ def entry(message_id: str) -> Entry:
     return Entry(message_id, "extraction.completed", b"{}", 1, "", "", None)
 
 
-@pytest.fixture
-async def client(own_redis: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(own_redis.url, socket_timeout=2)
-    yield client
-    await client.aclose()
-
-
 async def test_one_wait_per_micro_batch_and_every_delivery_of_it_answered(
-    client: Redis, own_redis: RedisServer
+    own_client: Redis, own_redis: RedisServer
 ) -> None:
-    writer = FanoutWriter(client, dedupe_ttl=60, ack=ReplicaAck(1, 100))
+    writer = FanoutWriter(own_client, dedupe_ttl=60, ack=ReplicaAck(1, 100))
     entries = [Entry(f"m{n}", "e", b"{}", 1, "", "", None) for n in range(40)]
     results = await asyncio.gather(
         *(writer.write(entry, ["s:a", "s:b"]) for entry in entries), return_exceptions=True
     )
     assert all(isinstance(result, ReplicationTimeout) for result in results)
     assert writer.batcher.batches < 10  # one WAIT (of 100 ms) per batch, not per delivery
-    assert await client.xlen("s:a") == 40 and await client.xlen("s:b") == 40
+    assert await own_client.xlen("s:a") == 40 and await own_client.xlen("s:b") == 40
 
     replica = replica_of(own_redis)
-    patient = FanoutWriter(client, dedupe_ttl=60, ack=ReplicaAck(1, 2000))
+    patient = FanoutWriter(own_client, dedupe_ttl=60, ack=ReplicaAck(1, 2000))
     try:
         again = await asyncio.gather(*(patient.write(entry, ["s:a", "s:b"]) for entry in entries))
         assert again == [[None, None]] * 40  # duplicates, confirmed

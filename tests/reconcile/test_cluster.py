@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import aiohttp
-import pytest
 
 from tests.conftest import StartRelay
 from tests.reconcile.conftest import Organisation
@@ -24,13 +23,6 @@ from tests.support.waiting import wait_for
 
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed",
            "anyformat:events:extraction.failed")  # fmt: skip
-
-
-@pytest.fixture
-def cluster(redis_cluster: RedisCluster) -> RedisCluster:
-    redis_cluster.wait_ok()
-    redis_cluster.client().flushall()
-    return redis_cluster
 
 
 async def test_a_gap_is_reconciled_once_into_streams_on_different_shards(

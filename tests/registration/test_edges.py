@@ -8,7 +8,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -32,16 +31,6 @@ pytestmark = pytest.mark.process
 PATH = "/webhooks/anyformat"
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
 LOCK_KEY = registration_key("anyformat", PUBLIC_URL) + ":lock"
-
-
-@pytest.fixture
-def processes() -> Iterator[list[RelayProcess]]:
-    started: list[RelayProcess] = []
-    yield started
-    for process in started:
-        if process.process is not None and process.process.poll() is None:
-            process.signal(signal.SIGCONT)  # a paused one must be able to die
-        process.kill()
 
 
 def relay(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -29,13 +28,6 @@ def entry(message_id: str = "msg_1", payload: bytes = PAYLOAD, extraction_id: st
         workflow_id="",
         content_mark=content_mark("extraction.completed", extraction_id, "processed"),
     )
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_writes_the_contract_fields_byte_for_byte(

@@ -12,10 +12,10 @@ from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
 
 async def test_a_destroyed_group_is_recreated_after_the_last_entry_read_not_at_0(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
     """An operator's XGROUP DESTROY must not make the worker handle the stream again."""
-    first = await publish(client, 5)
+    first = await publish(backend_client, 5)
     handled: Counter[str] = Counter()
 
     async def handler(event: Event) -> None:
@@ -23,8 +23,8 @@ async def test_a_destroyed_group_is_recreated_after_the_last_entry_read_not_at_0
 
     running = await start_worker(handler)
     await wait_for(lambda: len(handled) == 5, what="the first five handled")
-    await client.xgroup_destroy(STREAM, GROUP)
-    later = await publish(client, 3)
+    await backend_client.xgroup_destroy(STREAM, GROUP)
+    later = await publish(backend_client, 3)
 
     await wait_for(
         lambda: len(handled) == 8, what="all eight handled after the group was recreated"
@@ -35,7 +35,7 @@ async def test_a_destroyed_group_is_recreated_after_the_last_entry_read_not_at_0
 
 
 async def test_a_group_that_vanishes_before_anything_was_read_is_recreated_at_0(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
     handled: list[str] = []
 
@@ -46,7 +46,7 @@ async def test_a_group_that_vanishes_before_anything_was_read_is_recreated_at_0(
     await wait_for(lambda: _ready(running.worker), what="the worker reading")
     # One transaction: the entries are in the stream before the worker can see the group
     # missing, so a group recreated at "$" would skip them.
-    async with client.pipeline(transaction=True) as tx:
+    async with backend_client.pipeline(transaction=True) as tx:
         tx.xgroup_destroy(STREAM, GROUP)
         for n in range(3):
             tx.xadd(STREAM, {"id": f"m{n}", "event": "e", "payload": "{}"})
@@ -57,7 +57,7 @@ async def test_a_group_that_vanishes_before_anything_was_read_is_recreated_at_0(
     )
 
 
-async def test_readiness_says_why_not(client: Redis, start_worker: StartWorker) -> None:
+async def test_readiness_says_why_not(backend_client: Redis, start_worker: StartWorker) -> None:
     async def handler(event: Event) -> None:
         pass
 
@@ -68,11 +68,11 @@ async def test_readiness_says_why_not(client: Redis, start_worker: StartWorker) 
 
     # The group checked on its own: a running worker recreates a missing group at once,
     # so this one is only marked running (no loops that could race the check).
-    idle = Worker(client, stream=STREAM, group=GROUP, handler=handler)
+    idle = Worker(backend_client, stream=STREAM, group=GROUP, handler=handler)
     assert await idle.readiness() == "starting"
     idle.phase = "running"
     assert await idle.readiness() is None
-    await client.xgroup_destroy(STREAM, GROUP)
+    await backend_client.xgroup_destroy(STREAM, GROUP)
     assert await idle.readiness() == "group_missing"
 
 
