@@ -18,6 +18,7 @@ from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
 from relay.redis.client import REDIS_DOWN, Redis, check_version, redis_from_settings
 from relay.redis.replication import ReplicaAck
+from relay.registration.keeper import RegistrationStatus
 from relay.registration.record import SecretCodec
 from relay.settings import Settings
 from relay.streams.health import StreamHealthCollector
@@ -48,6 +49,7 @@ class Relay:
     health: StreamHealthCollector = field(default_factory=StreamHealthCollector)
     version_checked: bool = False
     public: PublicServer | None = None  # built with the listener: it needs the loop
+    registration: RegistrationStatus = field(default_factory=RegistrationStatus)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:

@@ -8,6 +8,9 @@
 ``epoch``       when the first relay of this Redis started: periodic sweeps never look
                 further back (a new installation does not replay the hour before it)
 
+Beside it, ``{prefix}:reconcile:last_sweep`` holds the last sweep's report (JSON, whatever
+its outcome, from whichever relay ran it): what the operator API shows on any replica.
+
 Each change is one Lua step (``reconcile_beat.lua``, ``reconcile_finish.lua``) on the one
 key (a single slot on Redis Cluster), so relays that beat, find gaps and finish sweeps at
 once never lose one another's updates.
@@ -16,9 +19,12 @@ once never lose one another's updates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from relay.redis.client import Redis
-from relay.redis.keys import reconcile_state_key
+from relay.redis.keys import reconcile_last_sweep_key, reconcile_state_key
 from relay.redis.scripts import RECONCILE_BEAT, RECONCILE_FINISH, run
 
 
@@ -36,6 +42,7 @@ class SharedState:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self.key = reconcile_state_key(prefix)
+        self.last_sweep_key = reconcile_last_sweep_key(prefix)
 
     async def beat(self, now: float, threshold: float, margin: float) -> float | None:
         """Record that this relay is receiving at ``now``. When the latest heartbeat before
@@ -62,6 +69,15 @@ class SharedState:
         cleared (one found after the sweep began stays). True when a gap was cleared."""
         args = [_ms(since), _ms(until), _ms(done)]
         return bool(await run(self._redis, RECONCILE_FINISH, [self.key], args))
+
+    async def record_sweep(self, report: dict[str, Any]) -> None:
+        """Keep the last sweep's report (replaced as a whole)."""
+        await self._redis.set(self.last_sweep_key, orjson.dumps(report))
+
+    async def last_sweep(self) -> dict[str, Any] | None:
+        raw = await self._redis.get(self.last_sweep_key)
+        report: dict[str, Any] | None = orjson.loads(raw) if raw else None
+        return report
 
 
 def _ms(seconds: float) -> int:

@@ -17,7 +17,7 @@ Beside each stream (its slot):
     ``relay:replayed:{<tag>}:<stream>`` dead letters replayed onto it
 Shared by the relays of one installation (``<prefix>`` is ``RELAY_REGISTRATION_PREFIX``):
     ``<prefix>:registration:{<url>}``   the webhook registration record (and ``…:lock``)
-    ``<prefix>:reconcile``              reconciliation state (and ``…:lock``)
+    ``<prefix>:reconcile``              reconciliation state (and ``…:lock``, ``…:last_sweep``)
     ``relay:replication-fence``         the fence before ``WAIT`` (one per slot on a cluster)
 """
 
@@ -118,6 +118,11 @@ def registration_lock_key(prefix: str, public_url: str) -> str:
 def reconcile_state_key(prefix: str) -> str:
     """The hash of reconciliation state (see ``relay.reconcile.state``)."""
     return f"{prefix}:reconcile"
+
+
+def reconcile_last_sweep_key(prefix: str) -> str:
+    """The last sweep's report (JSON), whatever its outcome: what the operator API shows."""
+    return f"{prefix}:reconcile:last_sweep"
 
 
 def reconcile_lock_key(prefix: str) -> str:
