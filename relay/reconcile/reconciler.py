@@ -202,14 +202,14 @@ class Reconciler:
             await self.state.finish(due.window.since, due.window.until, time.time())
         except (ApiError, RedisError, StreamsError) as exc:
             self.metrics.sweeps.labels("failed").inc()
-            error = str(exc) if isinstance(exc, ApiError) else type(exc).__name__
+            error = _cause(exc)
             await self._report(due, started_at, outcome="failed", error=error)
             log.error(
                 "reconcile_sweep",
                 outcome="failed",
                 reason=due.reason,
                 since=round(due.window.since, 3),
-                error=_cause(exc),
+                error=error,
                 duration_ms=round((time.monotonic() - started) * 1000),
             )
             raise

@@ -8,12 +8,10 @@
 ``epoch``       when the first relay of this Redis started: periodic sweeps never look
                 further back (a new installation does not replay the hour before it)
 
-Beside it, ``{prefix}:reconcile:last_sweep`` holds the last sweep's report (JSON, whatever
-its outcome, from whichever relay ran it): what the operator API shows on any replica.
-
 Each change is one Lua step (``reconcile_beat.lua``, ``reconcile_finish.lua``) on the one
 key (a single slot on Redis Cluster), so relays that beat, find gaps and finish sweeps at
-once never lose one another's updates.
+once never lose one another's updates. Beside it, the last sweep's report (JSON, whatever
+its outcome, from whichever relay ran it) is what the operator API shows on any replica.
 """
 
 from __future__ import annotations

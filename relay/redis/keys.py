@@ -121,7 +121,7 @@ def reconcile_state_key(prefix: str) -> str:
 
 
 def reconcile_last_sweep_key(prefix: str) -> str:
-    """The last sweep's report (JSON), whatever its outcome: what the operator API shows."""
+    """The last sweep's report, whatever its outcome (see ``relay.reconcile.state``)."""
     return f"{prefix}:reconcile:last_sweep"
 
 
