@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 from redis.asyncio import Redis
 
-from relay.streams.replication import ReplicaAck, ReplicationTimeout
+from relay.redis.replication import ReplicaAck
+from relay.streams.errors import ReplicationTimeout
 from relay.streams.writer import Entry, FanoutWriter
 from tests.chaos.sender import send_all
 from tests.conftest import StartRelay
