@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.streams.append import decode_reply, reloading_script
+from relay.streams.append import Written, decode_reply, reloading_script
 from relay.streams.replication import ReplicaAck
 
 
@@ -27,14 +27,14 @@ class AppendBatcher:
         self._redis = redis
         self._ack = ack
         self._ack_commands = ack.encoded() if ack is not None else b""
-        self._queue: list[tuple[bytes, asyncio.Future[list[str | None]]]] = []
+        self._queue: list[tuple[bytes, asyncio.Future[list[Written]]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # for tests and curiosity: how many round trips were made
 
-    async def run(self, command: bytes) -> list[str | None]:
-        """Run one RESP-encoded append command; per stream, the new entry id or ``None``.
+    async def run(self, command: bytes) -> list[Written]:
+        """Run one RESP-encoded append command; per stream, what ``decode_reply`` says.
         Raises its error reply, or the Redis error of its batch."""
-        future: asyncio.Future[list[str | None]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Written]] = asyncio.get_running_loop().create_future()
         self._queue.append((command, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_all())
@@ -49,7 +49,7 @@ class AppendBatcher:
         finally:
             self._flusher = None
 
-    async def _flush(self, batch: list[tuple[bytes, asyncio.Future[list[str | None]]]]) -> None:
+    async def _flush(self, batch: list[tuple[bytes, asyncio.Future[list[Written]]]]) -> None:
         commands = [command for command, _ in batch]
         try:
             results = await reloading_script(self._redis, lambda: self._round_trip(commands))

@@ -45,6 +45,18 @@ def dedupe_key(stream: str) -> str:
     return f"{DEDUPE_PREFIX}{{{hash_tag(stream)}}}:{stream}"
 
 
+def trail_records_key(stream: str) -> str:
+    """What each event's append recorded in ``stream`` (hash: message id or dead-letter
+    mark -> entry id, body digest, duplicates, ...; same slot; see append_once.lua)."""
+    return f"relay:trail:{{{hash_tag(stream)}}}:{stream}"
+
+
+def extraction_index_key(stream: str) -> str:
+    """The events of each extraction id written to ``stream`` (same slot; members
+    ``<extraction id>\\0<message id>``, all scored 0, so that one ``ZRANGEBYLEX`` finds them)."""
+    return f"relay:extractions:{{{hash_tag(stream)}}}:{stream}"
+
+
 def trim_marks_key(stream: str) -> str:
     """Where the trimmer remembers positions in ``stream`` (same slot; see trim.lua)."""
     return f"relay:trim:{{{hash_tag(stream)}}}:{stream}"

@@ -21,7 +21,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import RedisClusterException, RedisError
 
-from relay.streams.append import Command, decode_reply, encode, reloading_script
+from relay.streams.append import Command, Written, decode_reply, encode, reloading_script
 from relay.streams.keys import hash_tag
 
 FENCE_KEY = "relay:replication-fence"
@@ -75,7 +75,7 @@ class ReplicaAck:
 
 async def run_confirmed_appends(
     cluster: RedisCluster, commands: Sequence[Command], streams: Sequence[str], ack: ReplicaAck
-) -> list[list[str | None]]:
+) -> list[list[Written]]:
     """``run_appends`` on a Cluster, each node's appends followed by its fence and ``WAIT``
     in the same pipeline, hence on the same connection: one round trip per node.
 

@@ -37,6 +37,21 @@ def replay_marks_key(stream: str) -> str:
     return f"relay:replayed:{{{hash_tag(stream)}}}:{stream}"
 
 
+def replays_key(stream: str) -> str:
+    """Each replay's new entry id, by replay mark (same hash slot as the stream)."""
+    return f"relay:replays:{{{hash_tag(stream)}}}:{stream}"
+
+
+def dead_mark(group: str, entry_id: str) -> str:
+    """The mark of ``group``'s move of ``entry_id`` to the DLQ; the DLQ's trail record
+    under it holds the dead letter's entry id."""
+    return f"dead/{group}/{entry_id}"
+
+
+def replay_mark(dlq_id: str) -> str:
+    return f"replay/{dlq_id}"
+
+
 async def dead_letter(
     redis: Redis,
     stream: str,
@@ -63,7 +78,7 @@ async def dead_letter(
     await append_once(
         redis,
         dlq_stream(stream),
-        [f"dead/{group}/{entry_id}"],
+        [dead_mark(group, entry_id)],
         flat,
         window_ms=MOVE_WINDOW_MS,
         maxlen=DLQ_MAXLEN,
@@ -131,8 +146,8 @@ async def replay(redis: Redis, stream: str, dlq_id: str) -> ReplayOutcome:
     for name, value in letter.original_fields.items():
         flat += [name, value]
     new_id = await redis.eval(
-        REPLAY_SCRIPT, 2, stream, replay_marks_key(stream), MOVE_WINDOW_MS, f"replay/{dlq_id}",
-        *flat,
+        REPLAY_SCRIPT, 3, stream, replay_marks_key(stream), replays_key(stream), MOVE_WINDOW_MS,
+        replay_mark(dlq_id), *flat,
     )  # fmt: skip
     await redis.xdel(dlq_stream(stream), dlq_id)
     return "replayed" if new_id else "finished"
