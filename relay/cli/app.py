@@ -41,6 +41,7 @@ COMMANDS = {
     "worker": "workers",
     "dlq": "workers",
     "stats": "workers",
+    "events": "operator",
 }
 
 
