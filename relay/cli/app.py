@@ -42,6 +42,8 @@ COMMANDS = {
     "dlq": "workers",
     "stats": "workers",
     "events": "operator",
+    "pause": "operator",
+    "resume": "operator",
 }
 
 

@@ -108,3 +108,29 @@ def events_find(extraction_id: str, as_json: bool) -> None:
         return
     for event in found["events"]:
         click.echo(f"{event['received_at']}  {event['id']}  {event['event']}")
+
+
+@main.command()
+@click.argument("stream")
+@click.argument("group")
+def pause(stream: str, group: str) -> None:
+    """Pause consumer group GROUP of STREAM: its workers stop taking entries within a few
+    seconds and finish what they hold (relay_worker_paused{reason="operator"})."""
+    from relay.worker.pause import set_paused
+
+    changed = with_redis(load_settings(), lambda r: set_paused(r, stream, group, True))
+    if changed:
+        click.echo(f"paused {group} of {stream}: its workers take no new entries within seconds")
+    else:
+        click.echo(f"{group} of {stream} was paused already")
+
+
+@main.command()
+@click.argument("stream")
+@click.argument("group")
+def resume(stream: str, group: str) -> None:
+    """Resume consumer group GROUP of STREAM after `relay pause`."""
+    from relay.worker.pause import set_paused
+
+    changed = with_redis(load_settings(), lambda r: set_paused(r, stream, group, False))
+    click.echo(f"resumed {group} of {stream}" if changed else f"{group} of {stream} was not paused")

@@ -57,6 +57,11 @@ def extraction_index_key(stream: str) -> str:
     return f"relay:extractions:{{{hash_tag(stream)}}}:{stream}"
 
 
+def pause_key(stream: str) -> str:
+    """The consumer groups of ``stream`` an operator paused (hash: group -> when, Unix ms)."""
+    return f"relay:paused:{{{hash_tag(stream)}}}:{stream}"
+
+
 def trim_marks_key(stream: str) -> str:
     """Where the trimmer remembers positions in ``stream`` (same slot; see trim.lua)."""
     return f"relay:trim:{{{hash_tag(stream)}}}:{stream}"

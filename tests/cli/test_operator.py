@@ -72,3 +72,18 @@ def test_events_find_lists_an_extractions_events(cli: CliRunner, redis_url: str)
     assert [e["id"] for e in found["events"]] == ["msg_2"]
     nothing = cli.invoke(main, ["events", "find", "--extraction-id", "ex-3"])
     assert nothing.output.startswith("no event for extraction 'ex-3'")
+
+
+def test_pause_and_resume_a_group(cli: CliRunner, redis_sync: redis.Redis) -> None:
+    from relay.streams.keys import pause_key
+
+    stream = STREAMS[0]
+    paused = cli.invoke(main, ["pause", stream, "billing"])
+    assert paused.exit_code == 0, paused.output
+    assert paused.output.startswith(f"paused billing of {stream}")
+    assert redis_sync.hexists(pause_key(stream), "billing")
+    assert "paused already" in cli.invoke(main, ["pause", stream, "billing"]).output
+    resumed = cli.invoke(main, ["resume", stream, "billing"])
+    assert resumed.output == f"resumed billing of {stream}\n"
+    assert not redis_sync.exists(pause_key(stream))
+    assert "was not paused" in cli.invoke(main, ["resume", stream, "billing"]).output
