@@ -3,6 +3,7 @@ Cluster (where the two streams and their DLQs live on different masters)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -188,3 +189,52 @@ async def test_every_event_of_an_extraction_and_no_other(client: Redis) -> None:
     assert [e["id"] for e in (await extraction_events(client, ALL, "ex"))["events"]] == [
         "msg_prefix"
     ]
+
+
+async def test_a_real_workers_dead_letter_and_its_replay_show_in_the_trail(client: Redis) -> None:
+    """The worker runtime records what the trail reads: its dead letter, then the replay
+    the operator ran, handled this time."""
+    import time
+
+    from relay.operator.deadletters import Filter, Selection
+    from relay.operator.jobs import submit
+    from relay.worker import Event, RetryPolicy, Worker
+
+    failing = True
+
+    async def handler(event: Event) -> None:
+        if failing:
+            raise RuntimeError("crm is down")
+
+    await FanoutWriter(client, dedupe_ttl=60).write(entry("msg_1"), STREAMS)
+    retry = RetryPolicy(max_attempts=2, backoff_base=0.01)
+    worker = Worker(client, stream=STREAMS[0], group="crm", handler=handler, block=0.1,
+                    retry=retry, outage_threshold=0)  # fmt: skip
+    running = asyncio.create_task(worker.run())
+
+    async def state() -> dict[str, Any]:
+        trail = await event_trail(client, ALL, "msg_1")
+        assert trail is not None
+        return groups(trail, STREAMS[0]).get("crm", {"state": "no group yet"})
+
+    async def until(check: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = await state()
+            if check(found):
+                return found
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"trail state still {found}")
+
+    try:
+        dead = await until(lambda s: s["state"] == "dead_lettered")
+        assert dead["dead_letter"]["attempts"] == 2
+        assert "crm is down" in dead["dead_letter"]["error"]
+        failing = False
+        job = await submit(client, STREAMS[0], "replay", Selection(filter=Filter(group="crm")))
+        assert await job.run() == "done"
+        done = await until(lambda s: s.get("replayed_as", {}).get("state") == "done")
+        assert done["state"] == "replayed"
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
