@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 
 from relay.operator.times import id_key, id_ms, iso_ms
 from relay.streams.keys import extraction_index_key, trail_records_key
-from relay.streams.records import TrailRecord, parse_record
+from relay.streams.records import TrailRecord, parse_index, parse_record
 from relay.worker.deadletter import (
     dead_mark,
     dlq_stream,
@@ -45,7 +45,8 @@ async def event_trail(redis: Redis, streams: Sequence[str], event_id: str) -> Do
     fields: dict[str, bytes] = {}
     for _, entry_fields in found:
         fields = fields or entry_fields
-    first = next(iter(records.values()))
+    # The whole record is in the first stream of each append; the others hold the entry id.
+    first = next((r for r in records.values() if r.full), next(iter(records.values())))
     source = b"reconciled" if event_id.startswith(RECONCILED_PREFIX) else b"webhook"
     return {
         "id": event_id,
@@ -62,15 +63,14 @@ async def event_trail(redis: Redis, streams: Sequence[str], event_id: str) -> Do
 async def extraction_events(redis: Redis, streams: Sequence[str], extraction_id: str) -> Document:
     """``{"events": [{"id", "event", "received_at"}…]}``: every event written for
     ``extraction_id`` inside the dedupe window, oldest first."""
-    low, high = b"[" + extraction_id.encode() + b"\0", b"(" + extraction_id.encode() + b"\1"
     async with redis.pipeline(transaction=False) as pipe:
         for stream in streams:
-            pipe.zrangebylex(extraction_index_key(stream), low, high)
-        members = await pipe.execute()
+            pipe.hget(extraction_index_key(stream), extraction_id)
+        listed = await pipe.execute()
     wanted = [
-        (stream, bytes(member).partition(b"\0")[2].decode(errors="replace"))
-        for stream, found in zip(streams, members, strict=True)
-        for member in found
+        (stream, event_id)
+        for stream, raw in zip(streams, listed, strict=True)
+        for event_id in parse_index(raw)
     ]
     async with redis.pipeline(transaction=False) as pipe:
         for stream, event_id in wanted:
@@ -78,12 +78,9 @@ async def extraction_events(redis: Redis, streams: Sequence[str], extraction_id:
         raws = await pipe.execute()
     events: dict[str, Document] = {}
     for (_, event_id), raw in zip(wanted, raws, strict=True):
-        if raw is None:
+        if raw is None or event_id in events:
             continue
         record = parse_record(raw)
-        # An extraction id holding "\0" could match another's prefix: the record decides.
-        if record.extraction_id != extraction_id or event_id in events:
-            continue
         received = record.received_at or id_ms(record.entry_id)
         events[event_id] = {"id": event_id, "event": record.event, "received_at": received}
     ordered = sorted(events.values(), key=lambda event: (event["received_at"], event["id"]))

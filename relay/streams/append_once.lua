@@ -3,7 +3,7 @@
 --
 -- KEYS     quadruples: a stream, its dedupe set (member = dedupe mark, score = ms written),
 --          its trail records (hash: first mark -> record, see below) and its extraction
---          index (sorted set, all scores 0: member = extraction id .. "\0" .. first mark)
+--          index (hash: extraction id -> the first marks of its events, "\n"-separated)
 -- ARGV[1]  dedupe window in milliseconds
 -- ARGV[2]  approximate MAXLEN of the streams; 0: no trimming here (the ingest streams are
 --          trimmed by relay/streams/trim.lua, which spares what consumer groups still need)
@@ -13,11 +13,13 @@
 -- ARGV[8 .. 7+n]  dedupe marks (the message id first, then the content mark if any)
 -- ARGV[8+n ..]    the entry's field/value pairs
 --
--- The trail record of the first mark: "<entry id> <digest> <duplicates> <received_at>
--- <length of event> <event><extraction id>" (the event and extraction id are the sender's:
--- a length, not a separator, tells where one ends). A duplicate of the first mark counts
--- itself in the record; when its digest differs from the recorded one, the stream's reply
--- is {recorded digest}: the same id with another body (a conflict).
+-- The trail record of the first mark, in the first stream of the call: "<entry id> <digest>
+-- <duplicates> <received_at> <length of event> <event><extraction id>" (the event and the
+-- extraction id are the sender's: a length, not a separator, tells where one ends); the
+-- extraction index is kept there too. In the call's other streams the record is the entry
+-- id alone: what an event's streams share is stored once (memory per delivery). A duplicate
+-- counts itself in the first stream's record; when its digest differs from the recorded one,
+-- that stream's reply is {recorded digest}: the same id with another body (a conflict).
 --
 -- Returns one reply per stream, in KEYS order: the new entry id, false when a mark was seen
 -- there inside the window, or {digest} for a conflicting duplicate. Each stream is settled
@@ -47,9 +49,9 @@ end
 
 local function count_duplicate(records)
   local record = redis.call('HGET', records, first)
-  if not record then
-    return false  -- a duplicate by its content mark: another id holds the record
-  end
+  if not record or not string.find(record, ' ', 1, true) then
+    return false  -- a duplicate by its content mark (another id holds the record), or a
+  end             -- short record: counted in the first stream's
   local entry, recorded, duplicates, rest = string.match(record, '^(%S+) (%S*) (%d+) (.*)$')
   redis.call('HSET', records, first,
     entry .. ' ' .. recorded .. ' ' .. (tonumber(duplicates) + 1) .. ' ' .. rest)
@@ -57,6 +59,35 @@ local function count_duplicate(records)
     return {recorded}
   end
   return false
+end
+
+-- The index lists each extraction's events: few, so a list in one field is cheapest.
+local function unindex(index, extraction, mark)
+  local listed = redis.call('HGET', index, extraction)
+  if not listed then
+    return
+  end
+  local kept = {}
+  for member in string.gmatch(listed, '[^\n]+') do
+    if member ~= mark then
+      kept[#kept + 1] = member
+    end
+  end
+  if #kept == 0 then
+    redis.call('HDEL', index, extraction)
+  else
+    redis.call('HSET', index, extraction, table.concat(kept, '\n'))
+  end
+end
+
+local function index_event(index)
+  local listed = redis.call('HGET', index, extraction)
+  if not listed then
+    redis.call('HSET', index, extraction, first)
+  elseif not string.find('\n' .. listed .. '\n', '\n' .. first .. '\n', 1, true) then
+    redis.call('HSET', index, extraction, listed .. '\n' .. first)
+  end
+  redis.call('PEXPIRE', index, window)
 end
 
 local function expire(marks, records, index)
@@ -69,9 +100,11 @@ local function expire(marks, records, index)
     local record = redis.call('HGET', records, mark)
     if record then
       local length, rest = string.match(record, '^%S+ %S* %d+ %d+ (%d+) (.*)$')
-      local gone = string.sub(rest, tonumber(length) + 1)
-      if gone ~= '' then
-        redis.call('ZREM', index, gone .. '\0' .. mark)
+      if length then
+        local gone = string.sub(rest, tonumber(length) + 1)
+        if gone ~= '' then
+          unindex(index, gone, mark)
+        end
       end
       redis.call('HDEL', records, mark)
     end
@@ -101,14 +134,17 @@ for k = 1, #KEYS, 4 do
       entry = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, last_mark + 1))
     end
     written[#written + 1] = entry
-    redis.call('HSET', records, first, entry .. ' ' .. digest .. record_tail)
+    if k == 1 then
+      redis.call('HSET', records, first, entry .. ' ' .. digest .. record_tail)
+      if extraction ~= '' then
+        index_event(index)
+      end
+    else
+      redis.call('HSET', records, first, entry)
+    end
     redis.call('ZADD', marks, unpack(scored))
     redis.call('PEXPIRE', marks, window)
     redis.call('PEXPIRE', records, window)
-    if extraction ~= '' then
-      redis.call('ZADD', index, 0, extraction .. '\0' .. first)
-      redis.call('PEXPIRE', index, window)
-    end
     expire(marks, records, index)
   end
 end

@@ -52,8 +52,8 @@ def trail_records_key(stream: str) -> str:
 
 
 def extraction_index_key(stream: str) -> str:
-    """The events of each extraction id written to ``stream`` (same slot; members
-    ``<extraction id>\\0<message id>``, all scored 0, so that one ``ZRANGEBYLEX`` finds them)."""
+    """The events of each extraction id whose first stream was ``stream`` (hash: extraction
+    id -> their message ids, newline-separated; same slot; see append_once.lua)."""
     return f"relay:extractions:{{{hash_tag(stream)}}}:{stream}"
 
 
