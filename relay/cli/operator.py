@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
 def known_streams(settings: Settings) -> list[str]:
     """Every stream the routes can write (where a trail can start)."""
-    from relay.streams.routes import Router
+    from relay.streams.routes import router_for
 
-    return Router(settings.stream_prefix, settings.routes).known_streams(settings.events)
+    return router_for(settings).known_streams(settings.events)
 
 
 def _json(document: Any) -> None:

@@ -102,6 +102,7 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
     """The dead letters of STREAM, oldest first, a page at a time."""
+    from relay.redis.keys import dlq_stream
     from relay.worker.deadletter import list_dead
 
     # One more than a page: whether there is a next page, without a second call.
@@ -124,7 +125,8 @@ def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     if not rows:
-        click.echo(f"no dead letters in {stream}:dlq" + (f" after {after}" if after else ""))
+        where = dlq_stream(stream) + (f" after {after}" if after else "")
+        click.echo(f"no dead letters in {where}")
         return
     table(rows, truncate={"error": 60})
     if more:
@@ -142,11 +144,12 @@ def _count(text: str) -> int | str:
 @click.argument("dlq_id", callback=entry_ids)
 def dlq_show(stream: str, dlq_id: str) -> None:
     """Every field of one dead letter, the payload pretty-printed."""
+    from relay.redis.keys import dlq_stream
     from relay.worker.deadletter import get_dead
 
     letter = with_redis(load_settings(), lambda r: get_dead(r, stream, dlq_id))
     if letter is None:
-        raise click.ClickException(f"no dead letter {dlq_id} in {stream}:dlq")
+        raise click.ClickException(f"no dead letter {dlq_id} in {dlq_stream(stream)}")
     click.echo(f"dlq_id: {letter.dlq_id}")
     for name, value in letter.fields.items():
         if name == "payload":
@@ -206,12 +209,13 @@ def _run_job(stream: str, action: str, selection: Any, *, confirm: bool = False)
     lock, the job record any relay can report, each dead letter acted on once)."""
     from relay.operator.deadletters import dry_run
     from relay.operator.jobs import JobRunning, job_status, submit
+    from relay.redis.keys import dlq_stream
 
     async def work(redis: Any) -> Any:
         if confirm:
             matched = (await dry_run(redis, stream, selection))["matched"]
             if matched and not click.confirm(
-                f"{action} {matched} dead letter(s) of {stream}:dlq?", err=True
+                f"{action} {matched} dead letter(s) of {dlq_stream(stream)}?", err=True
             ):
                 raise click.ClickException("nothing done")
         try:
@@ -239,9 +243,10 @@ def _run_job(stream: str, action: str, selection: Any, *, confirm: bool = False)
 
 def _dry_run(stream: str, selection: Any, verb: str) -> None:
     from relay.operator.deadletters import dry_run
+    from relay.redis.keys import dlq_stream
 
     found = with_redis(load_settings(), lambda r: dry_run(r, stream, selection))
-    click.echo(f"{found['matched']} dead letter(s) of {stream}:dlq would be {verb}")
+    click.echo(f"{found['matched']} dead letter(s) of {dlq_stream(stream)} would be {verb}")
     for dlq_id in found["sample"]:
         click.echo(f"  {dlq_id}")
     if found["matched"] > len(found["sample"]):
@@ -324,6 +329,7 @@ def dlq_purge(stream: str, before: str | None, yes: bool, **values: Any) -> None
     """Delete dead letters of STREAM: all, or those the filters (and --before) match.
     Says how many and asks first, unless --yes."""
     from relay.operator.deadletters import Filter, Selection, SelectionError
+    from relay.redis.keys import dlq_stream
 
     try:
         selection = Selection(filter=Filter.parse(_filter_values(values, before)))
@@ -333,7 +339,7 @@ def dlq_purge(stream: str, before: str | None, yes: bool, **values: Any) -> None
         _dry_run(stream, selection, "purged")
         return
     status = _run_job(stream, "purge", selection, confirm=not yes)
-    click.echo(f"purged {status['done']} dead letter(s) from {stream}:dlq")
+    click.echo(f"purged {status['done']} dead letter(s) from {dlq_stream(stream)}")
 
 
 @main.command()

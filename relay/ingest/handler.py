@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisClusterException, RedisError
 
 from relay.ingest.body import (
     BodyBudget,
@@ -26,11 +25,12 @@ from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import SignatureError, Verifier
 from relay.observability import IngestMetrics, log_delivery
 from relay.streams.append import Conflict
-from relay.streams.replication import ReplicationTimeout
+from relay.streams.errors import ReplicationTimeout, StreamsUnavailable
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
 
 RETRY_AFTER_SECONDS = "5"
+DIGEST_PREFIX = "sha256:"  # how a body's digest is named in the conflict's log line
 
 log = structlog.get_logger("relay.ingest")
 
@@ -176,9 +176,9 @@ class IngestHandler:
             # re-send dedupes and waits again.
             fields["replicas"] = exc.acknowledged
             return self._unavailable(fields, "replication_timeout")
-        except (RedisError, RedisClusterException) as exc:  # a cluster's is no RedisError
+        except StreamsUnavailable as exc:
             self._metrics.redis_errors.inc()
-            fields["error"] = type(exc).__name__
+            fields["error"] = exc.error
             return self._unavailable(fields, "redis_unavailable")
 
         new_entries = sum(isinstance(result, str) for result in written)
@@ -204,8 +204,8 @@ class IngestHandler:
         log.warning(
             "delivery_id_conflict",
             id=message_id,
-            first_digest=f"sha256:{conflict.digest}",
-            digest=f"sha256:{digest}",
+            first_digest=DIGEST_PREFIX + conflict.digest,
+            digest=DIGEST_PREFIX + digest,
         )
 
     def _reject(

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from relay.operator.operations import Answer, Operations
 from relay.operator.security import client_address, error
-from relay.redis_client import REDIS_DOWN
+from relay.redis.client import REDIS_DOWN
 
 STREAM = "{stream:[^/]+}"
 Call = Callable[[web.Request], Awaitable[Answer]]

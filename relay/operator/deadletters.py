@@ -15,10 +15,10 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from relay.operator.times import id_ms, iso_ms, parse_time_ms
-from relay.worker.deadletter import DeadLetter, dlq_stream
+from relay.redis.client import Redis
+from relay.redis.keys import dlq_stream
+from relay.worker.deadletter import DeadLetter
 
 PAGE = 500  # dead letters per XRANGE
 SCAN_BUDGET = 10_000  # dead letters read for one listing page at most

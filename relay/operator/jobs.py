@@ -21,12 +21,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Literal
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
-
 from relay.operator.deadletters import Selection, dry_run, matching
-from relay.streams.keys import hash_tag
-from relay.worker.deadletter import dlq_stream, replay
+from relay.redis.client import Redis
+from relay.redis.errors import ResponseError
+from relay.redis.keys import dlq_stream, job_key, job_lock_key
+from relay.redis.scripts import JOB_FINISH, LOCK_EXTEND, LOCK_RELEASE, run
+from relay.worker.deadletter import replay
 
 Action = Literal["replay", "purge"]
 ACTIONS: tuple[Action, ...] = ("replay", "purge")
@@ -34,27 +34,6 @@ JOB_TTL_S = 7 * 86_400
 LOCK_TTL_MS = 30_000
 REFRESH_S = 10.0
 FLUSH_EVERY = 100  # counts written to the job's hash every this many dead letters
-
-# Release the lock only if it is still this job's (never another's after a lapse).
-RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-REFRESH = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-)
-# End a job unless it was cancelled meanwhile (the cancel's state stays).
-FINISH = (
-    "if redis.call('HGET', KEYS[1], 'state') == 'running' then "
-    "redis.call('HSET', KEYS[1], 'state', ARGV[1], 'error', ARGV[2], 'finished_at', ARGV[3]) "
-    "end return redis.call('HGET', KEYS[1], 'state')"
-)
-
-
-def job_key(job_id: str) -> str:
-    return f"relay:job:{{{job_id}}}"
-
-
-def lock_key(stream: str) -> str:
-    return f"relay:job-lock:{{{hash_tag(stream)}}}:{stream}"
 
 
 class JobRunning(Exception):
@@ -104,7 +83,7 @@ class Job:
             with contextlib.suppress(Exception):
                 await self._flush()
                 state = (await self._finish(state, error)) or state
-                await self.redis.eval(RELEASE, 1, lock_key(self.stream), self.id)
+                await run(self.redis, LOCK_RELEASE, [job_lock_key(self.stream)], [self.id])
         return state
 
     async def _act(self, dlq_id: str) -> None:
@@ -131,22 +110,24 @@ class Job:
 
     async def _finish(self, state: str, error: str) -> str | None:
         now = str(time.time_ns() // 1_000_000)
-        final = await self.redis.eval(FINISH, 1, job_key(self.id), state, error, now)
+        final = await run(self.redis, JOB_FINISH, [job_key(self.id)], [state, error, now])
         return final.decode() if isinstance(final, bytes) else None
 
     async def _keep_lock(self) -> None:
         while True:
             await asyncio.sleep(REFRESH_S)
             with contextlib.suppress(Exception):
-                await self.redis.eval(REFRESH, 1, lock_key(self.stream), self.id, LOCK_TTL_MS)
+                await run(
+                    self.redis, LOCK_EXTEND, [job_lock_key(self.stream)], [self.id, LOCK_TTL_MS]
+                )
 
 
 async def submit(redis: Redis, stream: str, action: Action, selection: Selection) -> Job:
     """Take the stream's lock, count what the selection matches now (the job's ``total``),
     record the job; run it with ``Job.run()``. Raises :class:`JobRunning`."""
     job_id = uuid.uuid4().hex[:16]
-    if not await redis.set(lock_key(stream), job_id, nx=True, px=LOCK_TTL_MS):
-        current = await redis.get(lock_key(stream))
+    if not await redis.set(job_lock_key(stream), job_id, nx=True, px=LOCK_TTL_MS):
+        current = await redis.get(job_lock_key(stream))
         raise JobRunning(_text(current) if current else "?")
     try:
         total = (await dry_run(redis, stream, selection))["matched"]
@@ -157,7 +138,7 @@ async def submit(redis: Redis, stream: str, action: Action, selection: Selection
         })  # fmt: skip
         await redis.expire(job_key(job_id), JOB_TTL_S)
     except BaseException:
-        await redis.eval(RELEASE, 1, lock_key(stream), job_id)
+        await run(redis, LOCK_RELEASE, [job_lock_key(stream)], [job_id])
         raise
     return Job(redis, job_id, stream, action, int(total), selection)
 
@@ -172,7 +153,7 @@ async def job_status(redis: Redis, job_id: str) -> dict[str, Any] | None:
     state = fields.get("state", "failed")
     error = fields.get("error", "")
     if state == "running":
-        holder = await redis.get(lock_key(fields.get("stream", "")))
+        holder = await redis.get(job_lock_key(fields.get("stream", "")))
         if holder is None or _text(holder) != job_id:
             state, error = "failed", "interrupted: the process running it stopped"
     document: dict[str, Any] = {
@@ -193,7 +174,8 @@ async def cancel(redis: Redis, job_id: str) -> dict[str, Any] | None:
     if status is None:
         return None
     if status["state"] == "running":
-        await redis.eval(FINISH, 1, job_key(job_id), "cancelled", "", time.time_ns() // 1_000_000)
+        now = time.time_ns() // 1_000_000
+        await run(redis, JOB_FINISH, [job_key(job_id)], ["cancelled", "", now])
     return await job_status(redis, job_id)
 
 

@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from redis.asyncio import Redis
 
 from relay.operator.deadletters import Filter, Selection, SelectionError, dry_run
 from relay.operator.deadletters import list_dead_letters as list_letters
 from relay.operator.jobs import ACTIONS, Action, Job, JobRunning, cancel, job_status, submit
 from relay.operator.trail import event_trail, extraction_events
+from relay.redis.client import Redis
 from relay.worker.pause import is_paused, set_paused
 
 Answer = tuple[int, dict[str, Any]]

@@ -15,22 +15,15 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
-
 from relay.operator.times import id_key, id_ms, iso_ms
-from relay.streams.keys import extraction_index_key, trail_records_key
+from relay.reconcile.events import SOURCE as RECONCILED
+from relay.redis.client import Redis
+from relay.redis.errors import ResponseError
+from relay.redis.keys import dlq_stream, extraction_index_key, replays_key, trail_records_key
 from relay.streams.records import TrailRecord, parse_index, parse_record
-from relay.worker.deadletter import (
-    dead_mark,
-    dlq_stream,
-    get_dead,
-    replay_mark,
-    replays_key,
-)
+from relay.worker.deadletter import dead_mark, get_dead, replay_mark
 
 MAX_REPLAYS_FOLLOWED = 10  # a dead letter replayed, dead again, replayed... shown this deep
-RECONCILED_PREFIX = "reconciled:"
 
 Document = dict[str, Any]
 
@@ -47,13 +40,14 @@ async def event_trail(redis: Redis, streams: Sequence[str], event_id: str) -> Do
         fields = fields or entry_fields
     # The whole record is in the first stream of each append; the others hold the entry id.
     first = next((r for r in records.values() if r.full), next(iter(records.values())))
-    source = b"reconciled" if event_id.startswith(RECONCILED_PREFIX) else b"webhook"
+    # Reconciliation's ids are "<its source>:<run>:<status>" (relay.reconcile.events).
+    source = RECONCILED if event_id.partition(":")[0] == RECONCILED else "webhook"
     return {
         "id": event_id,
         "event": first.event or _text(fields.get("event")),
         "extraction_id": first.extraction_id or _text(fields.get("extraction_id")),
         "workflow_id": _text(fields.get("workflow_id")) if fields else None,
-        "source": _text(fields.get("source", source)),
+        "source": _text(fields.get("source", source.encode())),
         "received_at": iso_ms(first.received_at or id_ms(first.entry_id)),
         "duplicates": max(record.duplicates for record in records.values()),
         "streams": [document for document, _ in found],

@@ -14,10 +14,10 @@ import asyncio
 import time
 
 from prometheus_client import Gauge
-from redis.asyncio import Redis
 from structlog.typing import FilteringBoundLogger
 
-from relay.streams.keys import pause_key
+from relay.redis.client import Redis
+from relay.redis.keys import pause_key
 
 POLL_INTERVAL = 1.0
 

@@ -75,7 +75,7 @@ def test_events_find_lists_an_extractions_events(cli: CliRunner, redis_url: str)
 
 
 def test_pause_and_resume_a_group(cli: CliRunner, redis_sync: redis.Redis) -> None:
-    from relay.streams.keys import pause_key
+    from relay.redis.keys import pause_key
 
     stream = STREAMS[0]
     paused = cli.invoke(main, ["pause", stream, "billing"])

@@ -16,9 +16,10 @@ import structlog
 from redis.asyncio import Redis
 
 from relay.operator.deadletters import Filter, Selection
-from relay.operator.jobs import lock_key, submit
+from relay.operator.jobs import submit
 from relay.receiver.app import RelayServer
-from relay.streams.keys import pause_key
+from relay.redis.keys import job_lock_key as lock_key
+from relay.redis.keys import pause_key
 from relay.worker.deadletter import dead_letter, dlq_stream
 from tests.conftest import StartRelay
 from tests.operator.conftest import TOKEN

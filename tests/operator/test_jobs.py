@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 
 from relay.operator import jobs
 from relay.operator.deadletters import Filter, Selection
-from relay.operator.jobs import JobRunning, cancel, job_status, lock_key, submit
+from relay.operator.jobs import JobRunning, cancel, job_status, submit
+from relay.redis.keys import job_lock_key as lock_key
 from relay.worker.deadletter import dlq_stream, replay
 from tests.support.backends import BACKENDS, backend_client
 

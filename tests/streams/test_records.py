@@ -7,8 +7,8 @@ import hashlib
 import redis
 from redis.asyncio import Redis
 
+from relay.redis.keys import dedupe_key, extraction_index_key, trail_records_key
 from relay.streams.append import Conflict
-from relay.streams.keys import dedupe_key, extraction_index_key, trail_records_key
 from relay.streams.marks import content_mark
 from relay.streams.records import parse_record
 from relay.streams.writer import Entry, FanoutWriter

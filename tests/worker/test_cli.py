@@ -172,7 +172,7 @@ def test_dlq_replay_and_purge_filters_and_dry_run(cli: CliRunner, redis_sync: re
 def test_dlq_replay_refuses_while_a_job_runs_on_the_stream(
     cli: CliRunner, redis_sync: redis.Redis
 ) -> None:
-    from relay.operator.jobs import lock_key
+    from relay.redis.keys import job_lock_key as lock_key
 
     dead(redis_sync, 1)
     redis_sync.set(lock_key(STREAM), "job-elsewhere", px=30_000)
