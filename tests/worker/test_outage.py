@@ -41,7 +41,7 @@ async def test_an_outage_longer_than_every_retry_sends_nothing_to_the_dlq(
     )
     worker = running.worker
     await wait_for(lambda: worker.breaker.is_open, what="the breaker open")
-    assert worker.metrics.paused.labels(STREAM, GROUP)._value.get() == 1
+    assert worker.metrics.paused.labels(STREAM, GROUP, "outage")._value.get() == 1
     # The outage lasts 40 probes: many times the three attempts' whole backoff.
     await wait_for(
         lambda: worker.breaker.probes >= 40, what="40 probes during the outage", within=20
@@ -57,7 +57,7 @@ async def test_an_outage_longer_than_every_retry_sends_nothing_to_the_dlq(
     assert set(succeeded) == set(ids) and set(succeeded.values()) == {1}  # each once
     assert await backend_client.xlen(DLQ) == 0
     assert not worker.breaker.is_open and worker.breaker.outages == 1
-    assert worker.metrics.paused.labels(STREAM, GROUP)._value.get() == 0
+    assert worker.metrics.paused.labels(STREAM, GROUP, "outage")._value.get() == 0
 
 
 async def test_bad_entries_just_under_the_threshold_are_dead_lettered_among_good_ones(

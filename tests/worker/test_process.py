@@ -110,8 +110,11 @@ def test_worker_metrics_endpoint(own_redis: RedisServer) -> None:
     assert "relay_worker_handler_duration_seconds_bucket" in text
     assert "relay_worker_in_flight" in text
     labels = f'{{group="{GROUP}",stream="{STREAM}"}}'
-    for zero in ("relay_worker_entries_lost_total", "relay_worker_paused", "relay_worker_held"):
+    for zero in ("relay_worker_entries_lost_total", "relay_worker_held"):
         assert f"{zero}{labels} 0.0" in text  # present before anything happens: alertable
+    for reason in ("outage", "operator"):
+        paused = f'relay_worker_paused{{group="{GROUP}",reason="{reason}",stream="{STREAM}"}}'
+        assert f"{paused} 0.0" in text
 
 
 def test_worker_readyz_follows_redis(own_redis: RedisServer) -> None:

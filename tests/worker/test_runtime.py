@@ -375,3 +375,33 @@ def test_a_client_decoding_replies_is_refused_at_construction(make: str) -> None
     with pytest.raises(DecodingClientError, match="decode_responses=True"):
         Worker(build(True), stream=STREAM, group=GROUP, handler=handler)
     Worker(build(False), stream=STREAM, group=GROUP, handler=handler)
+
+
+async def test_every_log_line_about_an_entry_names_it_fully(
+    client: Redis, start_worker: StartWorker
+) -> None:
+    """id, entry_id, stream, group and attempt on each line: an operator greps one id."""
+    import structlog
+
+    [entry_id] = await publish(client)
+    [(_, fields)] = await client.xrange(STREAM)
+
+    async def handler(event: Event) -> None:
+        raise RuntimeError("downstream said no")
+
+    with structlog.testing.capture_logs() as logs:
+        running = await start_worker(
+            handler, retry=RetryPolicy(max_attempts=2, backoff_base=0.01), outage_threshold=0
+        )
+        await eventually(lambda: _dlq_length_is(client, 1))
+        await running.stop()
+    about = [line for line in logs if line.get("entry_id") == entry_id]
+    assert {line["event"] for line in about} >= {"attempt", "retry_scheduled", "dead_lettered"}
+    for line in about:
+        assert line["id"] == fields[b"id"].decode(), line
+        assert (line["stream"], line["group"]) == (STREAM, GROUP), line
+        assert line["attempt"] in (1, 2), line
+
+
+async def _dlq_length_is(client: Redis, length: int) -> bool:
+    return int(await client.xlen(DLQ)) == length
