@@ -23,9 +23,17 @@ STATIC = Path(str(files("relay.console").joinpath("static")))
 REFRESH_SECONDS = 5
 
 
+EVENTS_PAGE = "console-events"  # the event page's route name: linked only once it exists
+
+
 def page(template: str, request: web.Request, *, status: int = 200, **context: Any) -> web.Response:
     session = session_of(request)
-    text = render(template, csrf=session.csrf if session else None, **context)
+    text = render(
+        template,
+        csrf=session.csrf if session else None,
+        events_page=EVENTS_PAGE in request.app.router,
+        **context,
+    )
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 
