@@ -23,7 +23,9 @@ STATIC = Path(str(files("relay.console").joinpath("static")))
 REFRESH_SECONDS = 5
 
 
-EVENTS_PAGE = "console-events"  # the event page's route name: linked only once it exists
+# Route names of the pages other modules add: linked only where they exist.
+EVENTS_PAGE = "console-events"
+DEAD_LETTERS_PAGE = "console-dead-letters"
 
 
 def page(template: str, request: web.Request, *, status: int = 200, **context: Any) -> web.Response:
@@ -32,6 +34,7 @@ def page(template: str, request: web.Request, *, status: int = 200, **context: A
         template,
         csrf=session.csrf if session else None,
         events_page=EVENTS_PAGE in request.app.router,
+        dead_letters_page=DEAD_LETTERS_PAGE in request.app.router,
         **context,
     )
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
