@@ -178,6 +178,12 @@ class IngestMetrics:
         self.duplicate = Counter(
             "relay_deliveries_duplicate", "Deliveries already relayed before.", registry=r
         )
+        self.conflicting = Counter(
+            "relay_deliveries_conflicting",
+            "Duplicates whose body differs from the first delivery's under that id (a "
+            "sender reusing ids, or someone holding the secret); logged delivery_id_conflict.",
+            registry=r,
+        )
         self.rejected = Counter(
             "relay_deliveries_rejected", "Deliveries refused, by reason.", ["reason"], registry=r
         )
