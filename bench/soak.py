@@ -254,6 +254,13 @@ class Soak:
         faulting = asyncio.create_task(self.faults(stop_faults))
         sampling = asyncio.create_task(self.sampler(sender, stop_sampling))
         await asyncio.sleep(self.args.duration)
+        if self.args.every_fault:  # on a loaded machine restarts are slow: go on until then
+            kinds = {f for f in self.args.faults.split(",") if f}
+            while not kinds <= {str(f["fault"]) for f in self.fault_log}:
+                if self.now() > 3 * self.args.duration:
+                    self.problems.append("not every kind of fault happened within 3 x --duration")
+                    break
+                await asyncio.sleep(0.5)
         stop_faults.set()
         await faulting
         sender.stop.set()
@@ -311,6 +318,7 @@ class Soak:
                                  "killed_mid_handler": x.killed_mid_handler,
                                  "never_sent": len(x.unknown)} for x in ledgers},
             "dlq": dlq, "growth": {g.series: {"slope_per_hour": g.slope, "stderr": g.stderr,
+                                              "last_third_per_hour": g.last_third,
                                               "limit": g.limit,
                                               "ok": g.ok} for g in growth},
             "problems": self.problems, "passed": not failed,
@@ -354,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         "--sentinel",
         action="store_true",
         help="master + replica under Sentinel; redis-failover for redis-restart",
+    )
+    parser.add_argument(
+        "--every-fault", action="store_true", help="send on until each fault happened (<= 3x)"
     )
     parser.add_argument("--chart", action="store_true", help="soak.svg (bench/soak_chart.py)")
     args = parser.parse_args(argv)

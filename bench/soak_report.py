@@ -186,6 +186,7 @@ class Growth:
     first: float
     last: float
     samples: int
+    last_third: float = 0.0  # slope over the last third: settling shows as a smaller one
 
     @property
     def ok(self) -> bool:
@@ -214,7 +215,8 @@ def judge_growth(
             continue
         verdicts.append(Growth(name, kind, *fit(points),
                                LIMITS_PER_HOUR[kind] * limit_factor, points[0][1],
-                               points[-1][1], len(points)))  # fmt: skip
+                               points[-1][1], len(points),
+                               fit(points[len(points) * 2 // 3 :])[0]))  # fmt: skip
     return verdicts
 
 
@@ -262,7 +264,7 @@ def render(
     for verdict in growth:
         lines.append(
             f"  {'ok  ' if verdict.ok else 'FAIL'} {verdict.series}: {verdict.slope:+.1f}"
-            f" ± {verdict.stderr:.1f}/h "
+            f" ± {verdict.stderr:.1f}/h, last third {verdict.last_third:+.1f}/h "
             f"(limit {verdict.limit:.0f}; {verdict.first:.0f} -> {verdict.last:.0f} over "
             f"{verdict.samples} samples)"
         )
