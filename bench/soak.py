@@ -284,7 +284,7 @@ class Soak:
         dataset = int(client.info("memory")["used_memory_dataset"])
         accepted = set(log.accepted)
         handlings = read_ledger(self.ledger_dir)
-        failovers = getattr(self.redis, "failovers", [])
+        failovers = self.redis.outages
         window_ms = self.args.dedupe_ttl * 1000
         ledgers = [judge_group(g, accepted, handlings.get(g, []), self.kills, failovers,
                                window_ms) for g in GROUPS]  # fmt: skip

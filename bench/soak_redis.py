@@ -6,7 +6,9 @@ Both servers write with ``appendfsync always``: an answered write is on disk, so
 of Redis loses nothing that was acknowledged. Under Sentinel the relays answer 200 only once
 the replica holds the write (``RELAY_REDIS_WAIT_REPLICAS=1``), so a failover loses no
 accepted delivery either; what it can lose is a worker's last acknowledgements (not waited
-for), which comes back as a double handling inside the failover window.
+for), which comes back as a double handling inside the failover window. After a restart
+too an acknowledgement in flight at the kill is retried, and if Redis was away longer than
+the workers' ``--claim-idle`` another worker may take the entry over first: a double.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class PlainRedis:
 
     def __init__(self) -> None:
         self.server = RedisServer(*AOF)
+        self.outages: list[float] = []  # wall-clock time of each kill
 
     def start(self) -> None:
         self.server.start()
@@ -38,6 +41,7 @@ class PlainRedis:
 
     def fault(self) -> dict[str, object]:
         """SIGKILL, then start again on the same port and AOF."""
+        self.outages.append(time.time())
         self.server.kill()
         self.server.start()
         return {}
@@ -52,7 +56,7 @@ class SentinelRedis:
     def __init__(self) -> None:
         self.set = RedisSentinelSet()
         self.set.master.extra_args = AOF
-        self.failovers: list[float] = []  # wall-clock time of each master kill
+        self.outages: list[float] = []  # wall-clock time of each master kill
 
     def start(self) -> None:
         self.set.start()
@@ -76,7 +80,7 @@ class SentinelRedis:
 
     def fault(self) -> dict[str, object]:
         """SIGKILL the master, wait for the promotion, rejoin the old one as a replica."""
-        self.failovers.append(time.time())
+        self.outages.append(time.time())
         killed, promoted = self.set.kill_master()
         self.set.rejoin(killed, promoted)
         self._aof(killed)

@@ -94,8 +94,10 @@ def read_ledger(directory: Path) -> dict[str, list[Handling]]:
     return dict(by_group)
 
 
-# A handling finished this long before a Sentinel failover may have had its XACK on the old
-# master only (workers do not wait for replicas): handled again, it is the failover's double.
+# A handling finished this long before Redis was killed (a restart, or the master before a
+# failover) may have had its XACK lost (on the old master only: workers do not wait for
+# replicas) or still in flight when Redis came back with the entry idle past --claim-idle,
+# so taken over by another worker: handled again, it is the outage's double.
 FAILOVER_WINDOW_SECONDS = 5.0
 
 
@@ -117,8 +119,8 @@ def judge_group(
     killed_at = {kill.pid: kill.at for kill in kills if kill.group == group}
 
     def cut_off(run: Handling) -> bool:
-        """The run's acknowledgement may never have landed: its worker was SIGKILLed after
-        it started, or a failover followed it within the window."""
+        """The run's acknowledgement may never have landed in time: its worker was SIGKILLed
+        after it started, or Redis was killed within the window after it."""
         if run.pid in killed_at and killed_at[run.pid] >= run.started:
             return True
         return any(0 <= at - (run.done or 0) <= FAILOVER_WINDOW_SECONDS for at in failovers)
@@ -264,7 +266,7 @@ def render(
             f"extra stream entries {len(ledger.extra_entries)} (re-sent after the dedupe window"
             f" {len(ledger.after_window)}, rewritten after a failover lost the first"
             f" {len(ledger.rolled_back)}), doubled {ledger.doubled} "
-            f"(explained by a SIGKILLed holder or a failover {ledger.explained}, unexplained "
+            f"(explained by a SIGKILLed holder or a Redis kill {ledger.explained}, unexplained "
             f"{len(ledger.unexplained)}), killed mid-handler {ledger.killed_mid_handler}, "
             f"never sent {len(ledger.unknown)}"
         )
