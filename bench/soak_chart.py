@@ -20,10 +20,10 @@ FAULT_COLORS = {"relay-kill": "#d62728", "relay-term": "#ff7f0e", "worker-kill":
                 "redis-restart": "#8c564b", "redis-failover": "#8c564b"}  # fmt: skip
 # (title, unit divisor, series chosen by name)
 PANELS = (
-    ("RSS of the never-faulted processes (MB)", 1024, lambda name: name.endswith(":rss_kb")),
+    ("RSS of the never-faulted processes (MiB)", 1024, lambda name: name.endswith(":rss_kb")),
     ("Sender: p99 of recent 200 answers (ms)", 1, lambda name: name == "sender:p99_ms"),
-    ("Groups: lag + pending (entries)", 1, lambda name: name.endswith(("lag", "pending"))),
-    ("Redis used_memory (MB)", 1024 * 1024, lambda name: name == "redis:redis_used_memory"),
+    ("Groups: unread + pending (entries)", 1, lambda name: name.endswith(("lag", "pending"))),
+    ("Redis used_memory (MiB)", 1024 * 1024, lambda name: name == "redis:redis_used_memory"),
 )
 
 
