@@ -194,6 +194,19 @@ class IngestMetrics:
         self.entries_written = Counter(
             "relay_stream_entries_written", "Stream entries written by the fan-out.", registry=r
         )
+        self.request_bytes = Gauge(
+            "relay_request_bytes_held",
+            "Bytes senders have sent that are held until their requests are answered "
+            "(bounded by the budget RELAY_MEMORY_LIMIT leaves), sampled every second.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.request_bytes_budget = Gauge(
+            "relay_request_bytes_budget",
+            "The most relay_request_bytes_held may reach; beyond it requests get 503.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.signing_keys = Gauge(
             "relay_signing_keys",
             "Webhook signing keys loaded; 0: deliveries are answered 503 no_secret.",

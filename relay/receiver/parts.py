@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from redis.asyncio import Redis
 
 from relay import __version__
+from relay.ingest.body import BodyBudget
 from relay.ingest.connections import PublicServer
 from relay.ingest.handler import IngestHandler
 from relay.ingest.remote import ClientAddress
@@ -45,6 +46,9 @@ class Relay:
     writer: FanoutWriter
     metrics: IngestMetrics
     ingest: IngestHandler
+    # What senders' bytes may hold of this process's memory (relay.memory): taken by the
+    # public connections as bytes arrive.
+    body_budget: BodyBudget
     draining: bool = False
     health: StreamHealthCollector = field(default_factory=StreamHealthCollector)
     version_checked: bool = False
@@ -81,9 +85,11 @@ class Relay:
             max_in_flight=settings.max_in_flight,
             client_address=ClientAddress(settings.trusted_proxies),
         )
-        relay = cls(settings, redis, secrets, verifier, router, writer, metrics, ingest)
+        budget = BodyBudget(settings.memory.body_budget)
+        relay = cls(settings, redis, secrets, verifier, router, writer, metrics, ingest, budget)
         metrics.registry.register(relay.health)
         metrics.build_info.labels(__version__).set(1)
+        metrics.request_bytes_budget.set(budget.limit)
         return relay
 
     def streams(self) -> list[str]:
@@ -108,6 +114,7 @@ class Relay:
         RELAY_WORKERS > 1), which is cheaper than gauge updates per delivery. The signing keys
         ride along."""
         self.metrics.in_flight.set(self.ingest.in_flight)
+        self.metrics.request_bytes.set(self.body_budget.held)
         self.metrics.signing_keys.set(len(self.secrets.keys))
         if self.public is not None:
             self.metrics.connections.set(self.public.open_connections)
