@@ -17,6 +17,7 @@ class Outcome:
     error: str = ""
     rejected: bool = False
     retry_after: float | None = None
+    timed_out: bool = False
 
 
 async def call_handler(
@@ -36,7 +37,9 @@ async def call_handler(
         return Outcome(False, f"Retry: {exc}", retry_after=exc.after)
     except TimeoutError as exc:
         if timeout is not None and timeout.expired():
-            return Outcome(False, f"HandlerTimeout: ran longer than {handler_timeout}s")
+            return Outcome(
+                False, f"HandlerTimeout: ran longer than {handler_timeout}s", timed_out=True
+            )
         return Outcome(False, f"{type(exc).__name__}: {exc}")
     except Exception as exc:
         return Outcome(False, f"{type(exc).__name__}: {exc}")
