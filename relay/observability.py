@@ -207,6 +207,13 @@ class IngestMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.ready = Gauge(
+            "relay_ready",
+            "1 while /readyz would answer 200 (Redis reachable, a secret loaded, not "
+            "draining); checked every 5 s and on each /readyz.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.signing_keys = Gauge(
             "relay_signing_keys",
             "Webhook signing keys loaded; 0: deliveries are answered 503 no_secret.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from tests.conftest import StartRelay
@@ -55,3 +57,23 @@ async def test_the_relay_starts_while_redis_is_down_and_serves_once_it_is_up(
     own_redis.start()
     async with http.post(endpoint, data=body, headers=sign(body)) as response:
         assert response.status == 200
+
+
+async def test_relay_ready_follows_readiness_with_nothing_probing(
+    start_relay: StartRelay, own_redis: RedisServer, http: aiohttp.ClientSession
+) -> None:
+    """The gauge behind the RelayNotReady alert: what /readyz would answer, sampled by the
+    relay itself (no /readyz request is made here)."""
+    server = await start_relay(own_redis.url, RELAY_REDIS_TIMEOUT=1)
+
+    async def ready_is(value: str) -> None:
+        deadline = asyncio.get_running_loop().time() + 20
+        while f"\nrelay_ready {value}\n" not in await relay_metrics(http, server):
+            assert asyncio.get_running_loop().time() < deadline, f"relay_ready never {value}"
+            await asyncio.sleep(0.1)
+
+    await ready_is("1.0")
+    own_redis.stop()
+    await ready_is("0.0")
+    own_redis.start()
+    await ready_is("1.0")

@@ -131,6 +131,7 @@ class Relay:
             await self.redis.ping()
         except REDIS_DOWN as exc:
             problems["redis"] = type(exc).__name__
+        self.metrics.ready.set(0 if problems else 1)
         return problems
 
     async def ready(self) -> tuple[int, dict[str, Any]]:

@@ -31,6 +31,7 @@ log = structlog.get_logger("relay.server")
 
 IN_FLIGHT_SAMPLE_SECONDS = 1.0
 MEMORY_CHECK_SECONDS = 1.0
+READINESS_SAMPLE_SECONDS = 5.0
 # Bodies must have let go of this much since the last trim: a trim walks the whole heap,
 # so it is done after bursts, not after every delivery.
 TRIM_AFTER_BYTES = 16 * MiB
@@ -118,6 +119,7 @@ def services_for(
     if tls is not None:
         services.append(Service("tls_reload", tls.watch))
     services.append(Service("in_flight_sampler", lambda: sample_in_flight(relay)))
+    services.append(Service("readiness_sampler", lambda: sample_readiness(relay)))
     if allocator.can_trim():
         budget = relay.body_budget
         services.append(Service("memory_return", lambda: return_memory(budget)))
@@ -161,6 +163,14 @@ async def return_memory(budget: BodyBudget) -> None:
     while True:
         await asyncio.sleep(MEMORY_CHECK_SECONDS)
         return_memory_after_burst(budget)
+
+
+async def sample_readiness(relay: Relay) -> None:
+    """relay_ready for the alert on /readyz failing: what the probe would see, every 5 s,
+    also where nothing probes."""
+    while True:
+        await relay.readiness()
+        await asyncio.sleep(READINESS_SAMPLE_SECONDS)
 
 
 async def register(relay: Relay) -> None:
