@@ -19,7 +19,7 @@ from relay.memory import MiB
 from relay.receiver.parts import Relay
 from relay.reconcile.metrics import ReconcileMetrics
 from relay.reconcile.reconciler import Reconciler
-from relay.redis_client import wait_for_version
+from relay.redis.client import wait_for_version
 from relay.registration.client import AnyFormatClient
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.registrar import Registrar

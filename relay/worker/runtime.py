@@ -26,10 +26,10 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 import structlog
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from relay.options import WorkerOptions
+from relay.redis.client import Redis
+from relay.redis.errors import ResponseError
 from relay.worker.acks import AckBatcher
 from relay.worker.breaker import Breaker, Verdict
 from relay.worker.capacity import Capacity
