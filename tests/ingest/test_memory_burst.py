@@ -140,3 +140,24 @@ async def test_half_sent_large_bodies_stay_under_the_limit_and_memory_comes_back
     assert await deliver() == 200
     _, peak = memory(pid)  # the most it ever was, the senders' going included
     assert peak < LIMIT, f"peak {peak / MiB:.0f} MiB, idle {idle / MiB:.0f} MiB"
+
+
+def test_a_limit_that_cannot_hold_one_body_is_warned_about_at_start_up(
+    redis_url: str, processes: list[RelayProcess]
+) -> None:
+    def started(limit: str) -> str:
+        relay = RelayProcess({
+            "RELAY_REDIS_URL": redis_url, "RELAY_REGISTER": "false",
+            "RELAY_WEBHOOK_SECRET": SECRET, "RELAY_MEMORY_LIMIT": limit,
+        })  # fmt: skip
+        processes.append(relay)
+        relay.start()
+        relay.terminate()
+        return relay.output()
+
+    fits = started("256Mi")
+    assert "memory_budget_does_not_fit" not in fits
+    assert '"body_budget":83886080' in fits  # relay_started says what is in force
+    tight = started("64Mi")
+    assert "memory_budget_does_not_fit" in tight
+    assert "RELAY_MEMORY_LIMIT=67108864 (64 MiB)" in tight
