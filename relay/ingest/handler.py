@@ -10,7 +10,6 @@ import structlog
 from aiohttp import web
 
 from relay.ingest.body import (
-    BodyBudget,
     BodyBudgetExhausted,
     BodyIncomplete,
     BodyMalformed,
@@ -69,8 +68,6 @@ class IngestHandler:
         self._latency_children: dict[int, Any] = {}
         self._max_in_flight = max_in_flight
         self.in_flight = 0
-        # Bodies being received hold at most what RELAY_MAX_IN_FLIGHT bodies could.
-        self.body_budget = BodyBudget(max_in_flight * max_body_bytes)
         self._client_address = client_address or ClientAddress(())
 
     def _latency(self, status: int) -> Any:
@@ -110,46 +107,46 @@ class IngestHandler:
         keys = self._secrets.keys
         if not keys:
             return self._unavailable(fields, "no_secret")
-        async with BodyReader(self.body_budget, self._limit) as reader:
-            try:
-                body = await reader.read(request)
-            except ClientTooSlow:
-                response = self._reject(fields, 408, "client_timeout")
-                response.force_close()
-                return response
-            except BodyIncomplete:
-                return self._reject(fields, 400, "incomplete_body")
-            except BodyMalformed:
-                response = self._reject(fields, 400, "malformed_body")
-                response.force_close()
-                return response
-            except BodyTooLarge:
-                response = self._reject(fields, 413, "body_too_large")
-                response.force_close()  # the unread rest of the body is never read: close
-                return response
-            except BodyBudgetExhausted:
-                response = self._unavailable(fields, "overloaded")
-                response.force_close()
-                return response
-            try:
-                message_id = self._verifier.verify(request.headers, body, keys, time.time())
-            except SignatureError as exc:
-                return self._reject(fields, 401, exc.reason)
-            fields["id"] = message_id
-            try:
-                envelope = parse_envelope(body)
-            except EnvelopeError as exc:
-                return self._reject(fields, 400, "invalid_body", detail=str(exc))
-            fields["event"] = envelope.event
-            if self.in_flight >= self._max_in_flight:
-                # Redis is slow and genuine deliveries pile up: refuse more rather than
-                # queue them; the sender retries after Retry-After.
-                return self._unavailable(fields, "overloaded")
-            self.in_flight += 1
-            try:
-                return await self._write(body, envelope, message_id, received_at, fields)
-            finally:
-                self.in_flight -= 1
+        reader = BodyReader(self._limit)
+        try:
+            body = await reader.read(request)
+        except ClientTooSlow:
+            response = self._reject(fields, 408, "client_timeout")
+            response.force_close()
+            return response
+        except BodyIncomplete:
+            return self._reject(fields, 400, "incomplete_body")
+        except BodyMalformed:
+            response = self._reject(fields, 400, "malformed_body")
+            response.force_close()
+            return response
+        except BodyTooLarge:
+            response = self._reject(fields, 413, "body_too_large")
+            response.force_close()  # the unread rest of the body is never read: close
+            return response
+        except BodyBudgetExhausted:
+            response = self._unavailable(fields, "overloaded")
+            response.force_close()
+            return response
+        try:
+            message_id = self._verifier.verify(request.headers, body, keys, time.time())
+        except SignatureError as exc:
+            return self._reject(fields, 401, exc.reason)
+        fields["id"] = message_id
+        try:
+            envelope = parse_envelope(body)
+        except EnvelopeError as exc:
+            return self._reject(fields, 400, "invalid_body", detail=str(exc))
+        fields["event"] = envelope.event
+        if self.in_flight >= self._max_in_flight:
+            # Redis is slow and genuine deliveries pile up: refuse more rather than
+            # queue them; the sender retries after Retry-After.
+            return self._unavailable(fields, "overloaded")
+        self.in_flight += 1
+        try:
+            return await self._write(body, envelope, message_id, received_at, fields)
+        finally:
+            self.in_flight -= 1
 
     async def _write(
         self,

@@ -130,6 +130,8 @@ class RelayServer:
         await admin.start()
         self.public_port = _bound_port(self._public)
         self.admin_port = _bound_port(self._admin)
+        for problem in settings.memory.problems():
+            log.warning("memory_budget_does_not_fit", problem=problem)
         log.info(
             "relay_started",
             version=__version__,
@@ -139,6 +141,8 @@ class RelayServer:
             path=settings.path,
             scheme=settings.signature_scheme,
             signing_keys=len(self.relay.secrets.keys),
+            memory_limit=settings.memory_limit,
+            body_budget=self.relay.body_budget.limit,
         )
 
     async def stop(self) -> None:
