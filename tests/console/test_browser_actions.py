@@ -18,11 +18,12 @@ import pytest
 import redis
 
 from tests.console.browser import chromium, viewport
-from tests.console.test_browser import eventually, log_in, no_script_ran
+from tests.console.test_browser import log_in, no_script_ran
 from tests.operator.conftest import TOKEN
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.signing import SECRET, event_body, sign
+from tests.support.waiting import wait_for_sync
 
 pytestmark = pytest.mark.process
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -82,7 +83,7 @@ def dead(relay: RelayProcess, redis_server: RedisServer) -> Iterator[redis.Redis
     try:
         for n in range(FAILING):
             deliver(relay, f"msg_dead_{n}", note=MARKUP)
-        eventually(lambda: client.xlen(f"{STREAM}:dlq") == FAILING, what="the dead letters")
+        wait_for_sync(lambda: client.xlen(f"{STREAM}:dlq") == FAILING, what="the dead letters")
         client.delete("fail")
         WORKER_METRICS.append(f"http://127.0.0.1:{worker.admin_port}/metrics")
         yield client
@@ -134,7 +135,7 @@ def test_a_payload_holding_markup_is_shown_as_text_and_no_script_runs(
     search = driver.find_element(By.ID, "q")
     search.send_keys("msg_dead_0")
     search.submit()
-    eventually(lambda: "q=msg_dead_0" in driver.current_url, what="the event page")
+    wait_for_sync(lambda: "q=msg_dead_0" in driver.current_url, what="the event page")
     payload = driver.find_element(By.CSS_SELECTOR, '[data-field="payload"]').text
     assert json.loads(payload)["note"] == MARKUP
     states = [
@@ -166,7 +167,7 @@ def test_a_replay_from_the_dead_letter_page_puts_each_entry_back_once(
     assert matched == "2" and dead.xlen(f"{STREAM}:dlq") == FAILING  # counted, not done
     driver.save_screenshot(str(shots / "replay-confirm.png"))
     driver.find_element(By.ID, "confirm").click()
-    eventually(
+    wait_for_sync(
         lambda: text_of(driver, '[data-figure="state"]') == "done",
         what="the job's page showing it done",
     )
@@ -182,7 +183,7 @@ def test_a_replay_from_the_dead_letter_page_puts_each_entry_back_once(
     def handled() -> list[str]:
         return [json.loads(item)["id"] for item in dead.lrange("handled", 0, -1)]
 
-    eventually(lambda: len(handled()) == 2, what="the worker handling the replayed two")
+    wait_for_sync(lambda: len(handled()) == 2, what="the worker handling the replayed two")
     assert sorted(handled()) == sorted(i.decode() for i in back)  # each once
 
 
@@ -205,22 +206,22 @@ def test_pause_and_resume_a_group_from_the_overview(
         return text_of(driver, f'tr[data-group="{GROUP}"] [data-figure="state"]')
 
     driver.find_element(By.CSS_SELECTOR, f'button[aria-label="Pause group {GROUP}"]').click()
-    eventually(lambda: state().startswith("paused"), what="the overview showing it paused")
-    eventually(lambda: operator_paused(metrics), what="the worker honouring the pause")
+    wait_for_sync(lambda: state().startswith("paused"), what="the overview showing it paused")
+    wait_for_sync(lambda: operator_paused(metrics), what="the worker honouring the pause")
     # A blocking read already sent before the pause may still return an entry; once no
     # client is blocked in Redis, the paused worker reads nothing more.
-    eventually(lambda: dead.info("clients")["blocked_clients"] == 0, what="no read in flight")
+    wait_for_sync(lambda: dead.info("clients")["blocked_clients"] == 0, what="no read in flight")
     handled_before = dead.llen("handled")
     deliver(relay, "msg_while_paused")
     driver.get(admin(relay, "/console/"))
     assert state().startswith("paused")
     assert dead.llen("handled") == handled_before  # taken by nobody while paused
     driver.find_element(By.CSS_SELECTOR, f'button[aria-label="Resume group {GROUP}"]').click()
-    eventually(lambda: state().startswith("running"), what="the overview showing it running")
-    eventually(lambda: not operator_paused(metrics), what="the worker resuming")
+    wait_for_sync(lambda: state().startswith("running"), what="the overview showing it running")
+    wait_for_sync(lambda: not operator_paused(metrics), what="the worker resuming")
 
     def handled() -> list[str]:
         return [json.loads(item)["id"] for item in dead.lrange("handled", 0, -1)]
 
-    eventually(lambda: "msg_while_paused" in handled(), what="the entry handled after resume")
+    wait_for_sync(lambda: "msg_while_paused" in handled(), what="the entry handled after resume")
     assert handled().count("msg_while_paused") == 1

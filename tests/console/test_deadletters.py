@@ -3,11 +3,9 @@ run's count, run the job, and each entry is back on its stream once."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -19,6 +17,7 @@ from relay.worker.deadletter import dead_letter, dlq_stream
 from tests.conftest import StartRelay
 from tests.operator.conftest import TOKEN
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for
 
 STREAM = "anyformat:events"
 GROUP = "billing"
@@ -108,7 +107,7 @@ async def test_ticked_entries_are_counted_then_replayed_each_once(
             assert answer.status == 200 and "/console/jobs/" in str(answer.url)
             job_url = str(answer.url).split("?", 1)[0]
 
-        await eventually_async(lambda url=job_url: job_done(browser, url))
+        await wait_for(lambda url=job_url: job_done(browser, url), what="the job done")
     originals = [f[b"original_id"].decode() for _, f in redis_sync.xrange(dlq_stream(STREAM))]
     assert len(originals) == 2
     counts = Counter(f[b"id"] for _, f in redis_sync.xrange(STREAM))
@@ -120,13 +119,6 @@ async def test_ticked_entries_are_counted_then_replayed_each_once(
 async def job_done(browser: aiohttp.ClientSession, job_url: str) -> bool:
     async with browser.get(job_url) as job:
         return 'data-figure="state">done<' in await job.text()
-
-
-async def eventually_async(check: Callable[[], Awaitable[bool]], within: float = 20) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "the job did not finish"
-        await asyncio.sleep(0.05)
 
 
 async def test_all_matching_purges_what_the_filter_counted(
@@ -144,7 +136,7 @@ async def test_all_matching_purges_what_the_filter_counted(
     async with browser.post(url(relay, "/act"), data=aiohttp.FormData(confirm)) as answer:
         job_url = str(answer.url)
 
-    await eventually_async(lambda: job_done(browser, job_url))
+    await wait_for(lambda: job_done(browser, job_url), what="the job done")
     left = [f[b"error"] for _, f in redis_sync.xrange(dlq_stream(STREAM))]
     assert left == [b"ValueError"]
 
