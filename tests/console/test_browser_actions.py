@@ -148,6 +148,23 @@ def test_a_payload_holding_markup_is_shown_as_text_and_no_script_runs(
     driver.save_screenshot(str(shots / "event.png"))
 
 
+def test_the_event_and_dead_letter_pages_fit_a_390_pixel_wide_phone(
+    driver: Any, relay: RelayProcess, dead: redis.Redis, shots: Path
+) -> None:
+    log_in(driver, relay)
+    viewport(driver, 390, 844)
+    try:
+        for name, path in (
+            ("event", "/console/events?q=msg_dead_1"),
+            ("dead-letters", f"/console/streams/{STREAM}/dead-letters"),
+        ):
+            driver.get(admin(relay, path))
+            assert driver.execute_script("return document.documentElement.scrollWidth") <= 390
+            driver.save_screenshot(str(shots / f"{name}-390x844.png"))
+    finally:
+        viewport(driver, 1280, 800)
+
+
 def test_a_replay_from_the_dead_letter_page_puts_each_entry_back_once(
     driver: Any, relay: RelayProcess, dead: redis.Redis, shots: Path
 ) -> None:
