@@ -15,6 +15,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from relay.console.deadletters import deadletter_routes
+from relay.console.events import event_routes
 from relay.console.pages import console_routes
 from relay.ingest.connections import SERVER_HEADER, PublicSite
 from relay.operator.api import operator_routes
@@ -61,6 +63,8 @@ def build_admin_app(relay: Relay) -> web.Application:
             overview_routes(overview),
             operator_routes(operations),
             console_routes(overview),
+            event_routes(operations),
+            deadletter_routes(operations),
         ],
     )
 
