@@ -28,6 +28,7 @@ from relay.observability import IngestMetrics, log_delivery
 from relay.streams.replication import ReplicationTimeout
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
+from relay.tracing import Tracing, tracer
 
 RETRY_AFTER_SECONDS = "5"
 
@@ -58,6 +59,7 @@ class IngestHandler:
         max_body_bytes: int,
         max_in_flight: int = 512,
         client_address: ClientAddress | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._verifier = verifier
         self._secrets = secrets
@@ -71,6 +73,9 @@ class IngestHandler:
         # Bodies being received hold at most what RELAY_MAX_IN_FLIGHT bodies could.
         self.body_budget = BodyBudget(max_in_flight * max_body_bytes)
         self._client_address = client_address or ClientAddress(())
+        self._tracing = tracing or tracer()
+        if self._tracing.enabled:
+            self.handle = self._traced_handle  # type: ignore[method-assign]
 
     def _latency(self, status: int) -> Any:
         """The latency histogram of ``status`` (looked up once: labels() costs a lock)."""
@@ -79,10 +84,14 @@ class IngestHandler:
             child = self._latency_children[status] = self._metrics.latency.labels(str(status))
         return child
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    async def handle(
+        self, request: web.BaseRequest, fields: dict[str, Any] | None = None
+    ) -> web.Response:
+        """Answer one delivery, count it and log its one line (``fields``)."""
         started = time.perf_counter()
         self._metrics.received.inc()
-        fields: dict[str, Any] = {"remote": self._client_address(request)}
+        if fields is None:
+            fields = {"remote": self._client_address(request)}
         try:
             response = await self._handle(request, fields)
         except Exception:
@@ -97,6 +106,14 @@ class IngestHandler:
         fields["latency_ms"] = round(elapsed * 1000, 3)
         log_delivery(fields)
         return response
+
+    async def _traced_handle(
+        self, request: web.BaseRequest, fields: dict[str, Any] | None = None
+    ) -> web.Response:
+        """``handle`` within the delivery's SERVER span (chosen once, in ``__init__``)."""
+        fields = {"remote": self._client_address(request)} if fields is None else fields
+        with self._tracing.delivery(request.method, request.path, request.headers, fields):
+            return await IngestHandler.handle(self, request, fields)
 
     async def _handle(self, request: web.BaseRequest, fields: dict[str, Any]) -> web.Response:
         """Read, verify and parse, then write within one of the in-flight slots.

@@ -30,12 +30,24 @@ def script_keys(streams: Sequence[str]) -> list[str]:
 
 
 def append_command(
-    streams: Sequence[str], marks: Sequence[str], fields: Fields, *, window_ms: int, maxlen: int
+    streams: Sequence[str],
+    marks: Sequence[str],
+    fields: Fields,
+    *,
+    window_ms: int,
+    maxlen: int,
+    own: Sequence[Fields] = (),
 ) -> Command:
     """The ``EVALSHA`` arguments appending ``fields`` to every stream of ``streams`` that
-    has seen none of ``marks``. On Redis Cluster the streams must share a hash slot."""
+    has seen none of ``marks``. On Redis Cluster the streams must share a hash slot.
+
+    ``own``: per stream, fields only its entry gets (each stream's trace context); all of
+    the same length, or none at all."""
     keys = script_keys(streams)
-    return ("EVALSHA", SHA, len(keys), *keys, window_ms, maxlen, len(marks), *marks, *fields)
+    per_stream = len(own[0]) if own else 0
+    mine = [item for items in own for item in items]
+    return ("EVALSHA", SHA, len(keys), *keys, window_ms, maxlen, len(marks), *marks,
+            per_stream, *mine, *fields)  # fmt: skip
 
 
 def encode(args: Sequence[bytes]) -> bytes:
@@ -54,7 +66,7 @@ def _append_head(streams: tuple[str, ...]) -> tuple[bytes, int]:
 
 def encoded_append(streams: tuple[str, ...], tail: Sequence[bytes]) -> bytes:
     """One append command in RESP; ``tail`` is everything after the keys (window, maxlen,
-    mark count, marks, fields), already bytes."""
+    mark count, marks, per-stream fields, fields), already bytes."""
     head, count = _append_head(streams)
     return b"*%d\r\n%b%b" % (count + len(tail), head, encode(tail))
 

@@ -7,7 +7,10 @@
 --          trimmed by relay/streams/trim.lua, which spares what consumer groups still need)
 -- ARGV[3]  n, the number of dedupe marks that follow
 -- ARGV[4 .. 3+n]  dedupe marks (the message id, and the content mark when there is one)
--- ARGV[4+n ..]    the entry's field/value pairs
+-- ARGV[4+n]       p, how many per-stream field/value items follow for EACH stream (0 or
+--                 an even number: the trace context of each stream's own send span)
+-- ARGV[5+n ..]    p items for the first stream, then p for the second, ... (KEYS order)
+-- then            the entry's field/value pairs, the same for every stream
 --
 -- Returns one reply per stream, in KEYS order: the new entry id, or false when a mark was
 -- seen there inside the window. Each stream is settled on its own: its reads come first and
@@ -21,12 +24,37 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local window = tonumber(ARGV[1])
 local horizon = now - window
 local last_mark = 3 + tonumber(ARGV[3])
+local per_stream = tonumber(ARGV[last_mark + 1])
+local first_field = last_mark + 2 + per_stream * (#KEYS / 2)
 
 -- ZADD's score/member pairs, the same for every stream: every mark scored now.
 local scored = {}
 for i = 4, last_mark do
   scored[#scored + 1] = now
   scored[#scored + 1] = ARGV[i]
+end
+
+-- XADD of the index-th stream: the shared fields, then its own (built only when there are).
+local function xadd(stream, index)
+  if per_stream == 0 then
+    if ARGV[2] == '0' then
+      return redis.call('XADD', stream, '*', unpack(ARGV, first_field))
+    end
+    return redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, first_field))
+  end
+  local args = {stream}
+  if ARGV[2] ~= '0' then
+    args[2], args[3], args[4] = 'MAXLEN', '~', ARGV[2]
+  end
+  args[#args + 1] = '*'
+  for i = first_field, #ARGV do
+    args[#args + 1] = ARGV[i]
+  end
+  local own = last_mark + 1 + per_stream * (index - 1)
+  for i = own + 1, own + per_stream do
+    args[#args + 1] = ARGV[i]
+  end
+  return redis.call('XADD', unpack(args))
 end
 
 local written = {}
@@ -44,12 +72,7 @@ for k = 1, #KEYS, 2 do
   if seen then
     written[#written + 1] = false
   else
-    if ARGV[2] == '0' then
-      written[#written + 1] = redis.call('XADD', stream, '*', unpack(ARGV, last_mark + 1))
-    else
-      written[#written + 1] = redis.call(
-        'XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, last_mark + 1))
-    end
+    written[#written + 1] = xadd(stream, (k + 1) / 2)
     redis.call('ZADD', marks, unpack(scored))
     redis.call('ZREMRANGEBYSCORE', marks, '-inf', string.format('(%d', horizon))
     redis.call('PEXPIRE', marks, window)

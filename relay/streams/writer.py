@@ -18,6 +18,7 @@ from relay.streams.append import append_command, encoded_append, load_script, ru
 from relay.streams.batch import AppendBatcher
 from relay.streams.marks import dedupe_marks
 from relay.streams.replication import ReplicaAck, run_confirmed_appends
+from relay.tracing import Tracing, tracer
 
 
 @dataclass(slots=True)  # not frozen: that doubles the cost of __init__, paid per delivery
@@ -51,8 +52,16 @@ class FanoutWriter:
     """``ack``: answer only once that many replicas hold the write (``WAIT``); the
     duplicate's answer too, so that a re-send confirms the first attempt's entries."""
 
-    def __init__(self, redis: Redis, *, dedupe_ttl: int, ack: ReplicaAck | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        dedupe_ttl: int,
+        ack: ReplicaAck | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self._redis = redis
+        self._tracing = tracing or tracer()
         # Checked once: isinstance against the cluster client's protocol bases is slow.
         self._cluster = isinstance(redis, RedisCluster)
         self._ack = ack
@@ -67,16 +76,45 @@ class FanoutWriter:
     async def write(self, entry: Entry, streams: Sequence[str]) -> list[str | None]:
         """Write ``entry`` to every stream that has seen neither its id nor its content
         mark; per stream, its new entry id or ``None`` for "already there". Returns only
-        once every stream holds it (and its marks)."""
+        once every stream holds it (and its marks).
+
+        With tracing on, each stream's write is a ``send {stream}`` span and its entry
+        carries that span's context (``relay.tracing``)."""
+        if self._tracing.enabled:
+            return await self._traced_write(entry, streams)
         marks = dedupe_marks(entry.id, entry.content_mark)
         if self._cluster:
-            return await self._write_by_slot(entry, streams, marks)
+            return await self._write_by_slot(entry, streams, marks, ())
         # A single Redis: one command for every stream, sent with the other deliveries'.
-        tail = [*self._limits, b"%d" % len(marks), *(m.encode() for m in marks), *entry.fields()]
+        tail = [*self._limits, b"%d" % len(marks), *(m.encode() for m in marks), b"0",
+                *entry.fields()]  # fmt: skip
         return await self.batcher.run(encoded_append(tuple(streams), tail))
 
+    async def _traced_write(self, entry: Entry, streams: Sequence[str]) -> list[str | None]:
+        """``write`` with a send span per stream, each entry given its own span's context."""
+        sends = self._tracing.sends(streams)
+        own = sends.fields
+        marks = dedupe_marks(entry.id, entry.content_mark)
+        try:
+            if self._cluster:
+                written = await self._write_by_slot(entry, streams, marks, own)
+            else:
+                tail = [*self._limits, b"%d" % len(marks), *(m.encode() for m in marks),
+                        b"%d" % len(own[0]), *(item for items in own for item in items),
+                        *entry.fields()]  # fmt: skip
+                written = await self.batcher.run(encoded_append(tuple(streams), tail))
+        except BaseException as exc:
+            sends.failed(exc)
+            raise
+        sends.written(written)
+        return written
+
     async def _write_by_slot(
-        self, entry: Entry, streams: Sequence[str], marks: Sequence[str]
+        self,
+        entry: Entry,
+        streams: Sequence[str],
+        marks: Sequence[str],
+        own: Sequence[Sequence[bytes]],
     ) -> list[str | None]:
         """One command per hash slot (a script touches one slot), in one cluster pipeline:
         one round trip per node (with its ``WAIT`` when replicas must confirm)."""
@@ -86,7 +124,8 @@ class FanoutWriter:
         groups = list(slots.values())
         commands = [
             append_command([streams[i] for i in group], marks, entry.fields(),
-                           window_ms=self._window_ms, maxlen=0)
+                           window_ms=self._window_ms, maxlen=0,
+                           own=[own[i] for i in group] if own else ())
             for group in groups
         ]  # fmt: skip
         if self._ack is None:

@@ -18,6 +18,8 @@ from redis.asyncio import Redis
 
 from relay.streams.append import append_once
 from relay.streams.keys import hash_tag
+from relay.tracing import Sends, own_fields, tracer
+from relay.tracing.base import NO_SENDS
 
 DLQ_FIELDS = ("error", "attempts", "group", "original_id", "failed_at")
 MAX_ERROR_CHARS = 4000
@@ -46,8 +48,14 @@ async def dead_letter(
     *,
     error: str,
     attempts: int,
-) -> None:
-    """Move one pending entry to the DLQ, with the contract's extra fields, then ack it."""
+    send: Sends = NO_SENDS,
+) -> str | None:
+    """Move one pending entry to the DLQ, with the contract's extra fields, then ack it;
+    the dead letter's id (``None``: an earlier try of this move had written it).
+
+    ``send``: the move's span; the dead letter carries its context instead of the entry's
+    (same trace: the move's span is a child of the attempt's)."""
+    fields = {**fields, **own_fields(send)}
     extra: dict[str, str] = {
         "error": error[:MAX_ERROR_CHARS],
         "attempts": str(attempts),
@@ -60,7 +68,7 @@ async def dead_letter(
         flat += [name, value]
     for name, text in extra.items():
         flat += [name, text]
-    await append_once(
+    dlq_id = await append_once(
         redis,
         dlq_stream(stream),
         [f"dead/{group}/{entry_id}"],
@@ -68,7 +76,9 @@ async def dead_letter(
         window_ms=MOVE_WINDOW_MS,
         maxlen=DLQ_MAXLEN,
     )
+    send.written([dlq_id])
     await redis.xack(stream, group, entry_id)
+    return dlq_id
 
 
 @dataclass(frozen=True)
@@ -127,13 +137,16 @@ async def replay(redis: Redis, stream: str, dlq_id: str) -> ReplayOutcome:
     letter = await get_dead(redis, stream, dlq_id)
     if letter is None:
         return "absent"
-    flat: list[str | bytes] = []
-    for name, value in letter.original_fields.items():
-        flat += [name, value]
-    new_id = await redis.eval(
-        REPLAY_SCRIPT, 2, stream, replay_marks_key(stream), MOVE_WINDOW_MS, f"replay/{dlq_id}",
-        *flat,
-    )  # fmt: skip
+    original = letter.original_fields
+    with tracer().replay(stream, original) as send:  # a new trace, linked to the letter's
+        flat: list[str | bytes] = []
+        for name, value in {**original, **own_fields(send)}.items():
+            flat += [name, value]
+        new_id = await redis.eval(
+            REPLAY_SCRIPT, 2, stream, replay_marks_key(stream), MOVE_WINDOW_MS,
+            f"replay/{dlq_id}", *flat,
+        )  # fmt: skip
+        send.written([new_id.decode() if isinstance(new_id, bytes) else new_id or None])
     await redis.xdel(dlq_stream(stream), dlq_id)
     return "replayed" if new_id else "finished"
 
