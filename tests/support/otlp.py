@@ -65,10 +65,12 @@ class Span:
     trace_state: str = ""
     flags: int = field(default=0, compare=False)
 
-    @property
-    def traceparent(self) -> str:
-        """The ``traceparent`` of this span as the W3C format writes it (sampled)."""
-        return f"00-{self.trace_id}-{self.span_id}-01"
+    def is_in(self, traceparent: bytes | str) -> bool:
+        """Whether ``traceparent`` (W3C) names this span, sampled."""
+        text = traceparent.decode() if isinstance(traceparent, bytes) else traceparent
+        version, trace_id, span_id, flags = text.split("-")
+        sampled = int(flags, 16) & 1
+        return (version, trace_id, span_id, sampled) == ("00", self.trace_id, self.span_id, 1)
 
 
 def _spans(request: ExportTraceServiceRequest) -> list[Span]:
