@@ -77,6 +77,16 @@ def _messaging(operation: str, stream: str) -> dict[str, Any]:
     }
 
 
+def _type_name(exc: BaseException) -> str:
+    """``error.type``: the fully qualified class name, as ``exception.type`` has it."""
+    kind = type(exc)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
 def _hex_ids(span: trace.Span) -> tuple[str, str]:
     ctx = span.get_span_context()
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
@@ -122,7 +132,7 @@ class OtelSends:
 
     def failed(self, exc: BaseException) -> None:
         for span in self._spans:
-            span.set_attribute("error.type", type(exc).__name__)
+            span.set_attribute("error.type", _type_name(exc))
             span.set_status(Status(StatusCode.ERROR))  # no message: it may name a host
             span.end()
 
@@ -161,7 +171,7 @@ class OtelEntryTrace:
     def failed(self, exc: BaseException | None) -> None:
         if self._open is not None and exc is not None:
             self._open.record_exception(exc)
-            self._open.set_attribute("error.type", type(exc).__name__)
+            self._open.set_attribute("error.type", _type_name(exc))
 
     def settle(self, outcome: str) -> None:
         span, self._open = self._open, None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from opentelemetry import trace
 
-from relay import Event
+from relay.worker import Event, Reject
 
 tracer = trace.get_tracer("tests.tracing.handlers")
 
@@ -17,6 +17,4 @@ async def fails_once(event: Event) -> None:
 
 
 async def rejects(event: Event) -> None:
-    from relay import Reject
-
     raise Reject("not ours")

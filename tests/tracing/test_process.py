@@ -244,3 +244,53 @@ async def test_with_no_endpoint_no_entry_carries_a_traceparent_nor_a_line_a_trac
     for process in (relay_process, worker_process):
         assert all("trace_id" not in line for line in lines(process))
         assert "tracing_" not in process.output()  # nothing to say: no endpoint set
+
+
+async def test_a_dead_letter_move_is_a_send_span_and_a_replay_a_new_trace_linked_to_it(
+    own_redis: RedisServer, receiver: OtlpReceiver
+) -> None:
+    traced = tracing_env(receiver)
+    relay_process = relay(own_redis, **traced).start()
+    worker_process = worker(own_redis, "tests.tracing.handlers:rejects", **traced)
+    dlq = f"{STREAM}:dlq"
+    try:
+        body = event_body()
+        assert await post(relay_process.url, body, sign(body)) == 200
+        worker_process.start(wait_ready=False)
+        spans = receiver.wait_for(lambda spans: any(s.name == f"send {dlq}" for s in spans))
+        assert worker_process.terminate() == 0
+        replaying = RelayProcess(
+            {"RELAY_REDIS_URL": own_redis.url, **traced}, "dlq", "replay", STREAM, "--all"
+        ).start(wait_ready=False)
+        assert replaying.process is not None
+        assert replaying.process.wait(timeout=30) == 0, replaying.output()
+        spans = receiver.wait_for(lambda spans: sum(s.name == f"send {STREAM}" for s in spans) == 2)
+    finally:
+        worker_process.kill()
+        assert relay_process.terminate() == 0
+    client = own_redis.client()
+
+    [attempt] = [s for s in spans if s.name == f"process {STREAM}"]
+    assert attempt.attributes["relay.outcome"] == "rejected"
+    assert attempt.status == 2  # error
+    [(name, exception)] = attempt.events
+    assert (name, exception["exception.type"]) == ("exception", "relay.worker.controls.Reject")
+    assert attempt.attributes["error.type"] == "relay.worker.controls.Reject"
+    move = only(spans, name=f"send {dlq}")
+    assert move.kind == "PRODUCER"
+    assert (move.trace_id, move.parent_id) == (attempt.trace_id, attempt.span_id)
+    assert move.attributes["messaging.destination.name"] == dlq
+    assert client.xlen(dlq) == 0  # replayed: the link below is what the dead letter carried
+    dead = next(line for line in lines(worker_process) if line["msg"] == "dead_lettered")
+    assert (dead["trace_id"], dead["span_id"]) == (move.trace_id, move.span_id)
+
+    # The replay: a new trace whose send span links to the dead letter's.
+    original, replayed = client.xrange(STREAM)
+    sends = [s for s in spans if s.name == f"send {STREAM}"]
+    first = next(s for s in sends if s.is_in(original[1][b"traceparent"]))
+    again = next(s for s in sends if s is not first)
+    assert again.is_in(replayed[1][b"traceparent"])
+    assert again.attributes["messaging.message.id"] == replayed[0].decode()
+    assert again.parent_id == ""
+    assert again.trace_id != first.trace_id
+    assert again.links == [(move.trace_id, move.span_id)]
