@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import structlog
 
-from relay.worker import Event, Reject, Retry
+from relay import Event, Reject, Retry
 
 log = structlog.get_logger("billing")
 BILLING_API_URL = os.environ.get("BILLING_API_URL", "")

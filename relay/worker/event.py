@@ -18,6 +18,24 @@ class MalformedEntry(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One stream entry as a handler receives it.
+
+    Attributes:
+        payload: the webhook body AnyFormat sent, parsed (``{"event", "timestamp", "data"}``).
+        id: the delivery's message id: the same for every copy of one event, so the key
+            to make a handler's side effects idempotent.
+        event: ``extraction.completed`` or ``extraction.failed``.
+        stream: the stream the entry was read from.
+        entry_id: the Redis entry id (``1712345678901-0``).
+        attempt: which attempt this is, from 1 (Redis's delivery count: survives restarts).
+        received_at: when the relay accepted the delivery, ms since the epoch.
+        extraction_id, workflow_id: copied from ``payload["data"]`` ("" when absent).
+        source: ``webhook`` (delivered by AnyFormat) or ``reconciled`` (recovered from
+            its API after the deliveries failed; the payload then has the webhook's shape).
+        fields: every field of the entry as written, undecoded (tracing fields among them).
+        state: what the worker's lifespan yielded (an HTTP session, a pool).
+    """
+
     payload: dict[str, Any]
     id: str
     event: str
@@ -27,11 +45,8 @@ class Event:
     received_at: int | None = None
     extraction_id: str = ""
     workflow_id: str = ""
-    # "webhook": delivered by AnyFormat; "reconciled": recovered from its API after the
-    # deliveries failed (the payload then has the webhook's shape, built from the run).
     source: str = "webhook"
     fields: Mapping[str, bytes] = field(default_factory=dict, repr=False)
-    # What the worker's lifespan yielded: shared resources (an HTTP session, a pool).
     state: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 

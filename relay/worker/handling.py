@@ -17,6 +17,7 @@ class Outcome:
     error: str = ""
     rejected: bool = False
     retry_after: float | None = None
+    timed_out: bool = False
     # What the handler raised (its span's exception event); not part of the outcome's value.
     exception: BaseException | None = field(default=None, compare=False, repr=False)
 
@@ -39,7 +40,10 @@ async def call_handler(
     except TimeoutError as exc:
         if timeout is not None and timeout.expired():
             return Outcome(
-                False, f"HandlerTimeout: ran longer than {handler_timeout}s", exception=exc
+                False,
+                f"HandlerTimeout: ran longer than {handler_timeout}s",
+                timed_out=True,
+                exception=exc,
             )
         return Outcome(False, f"{type(exc).__name__}: {exc}", exception=exc)
     except Exception as exc:

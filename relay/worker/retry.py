@@ -10,7 +10,15 @@ from relay.options import WorkerOptions
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Attempts and backoff; the defaults are the worker options' (declared once)."""
+    """How many attempts an entry gets and how long to wait between them.
+
+    Args:
+        max_attempts: attempts before the entry moves to the dead-letter stream (>= 1).
+        backoff_base: seconds of the first wait's ceiling; each failure doubles it...
+        backoff_max: ...up to this many seconds.
+
+    The defaults are the worker options' (:class:`relay.options.WorkerOptions`).
+    """
 
     max_attempts: int = WorkerOptions.max_attempts
     backoff_base: float = WorkerOptions.backoff_base

@@ -35,6 +35,7 @@ from relay.worker.acks import AckBatcher
 from relay.worker.breaker import Breaker, Verdict
 from relay.worker.capacity import Capacity
 from relay.worker.claims import Claims
+from relay.worker.client import require_bytes_client
 from relay.worker.deadletter import dead_letter
 from relay.worker.event import Event, MalformedEntry, decode_fields, parse_entry
 from relay.worker.handling import Outcome, call_handler
@@ -64,8 +65,29 @@ async def _no_lifespan() -> AsyncIterator[None]:
 
 
 class Worker:
-    """One consumer of one group; its options and their defaults are
-    :class:`relay.options.WorkerOptions` (the retry policy is built from three)."""
+    """One consumer of one group: ``await Worker(redis, stream=..., group=...,
+    handler=handle).run()`` until ``stop()``.
+
+    Args:
+        redis: a redis-py asyncio client (``Redis``, Sentinel master or ``RedisCluster``)
+            returning bytes; one made with ``decode_responses=True`` is refused here.
+        stream, group: what to consume; the group is created when missing, at ``start_id``.
+        handler: ``async def handle(event: Event)``. Return: acknowledged; raise
+            :class:`~relay.worker.controls.Reject`: dead-lettered now; raise
+            :class:`~relay.worker.controls.Retry` or anything else: retried per ``retry``.
+        consumer: this consumer's name in the group [host name + pid].
+        concurrency: handlers running at once; ``max_held``: entries held at most.
+        retry: attempts and backoff (:class:`~relay.worker.retry.RetryPolicy`).
+        handler_timeout: seconds a handler may run (``None``: no limit).
+        claim_idle: seconds before another consumer's idle entry is taken over.
+        outage_threshold, outage_probe_interval: pause consumption when that many
+            different entries fail in a row; probe every so many seconds.
+        shutdown_timeout: seconds ``run`` waits for handlers after ``stop()``.
+        lifespan: async context manager run around the worker; what it yields is
+            ``event.state``.
+
+    The defaults are :class:`relay.options.WorkerOptions`'s, declared once for the CLI too.
+    """
 
     def __init__(
         self,
@@ -93,6 +115,7 @@ class Worker:
             raise ValueError("claim_idle and block must be positive, shutdown_timeout >= 0")
         if handler_timeout is not None and handler_timeout <= 0:
             raise ValueError("handler_timeout must be positive (or None: no limit)")
+        require_bytes_client(redis)
         self.redis = redis
         self.stream = stream
         self.group = group
@@ -129,6 +152,8 @@ class Worker:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Consume until ``stop()``: create the group, then read, retry, take over and
+        dead-letter; return once the handlers in flight finished (or ``shutdown_timeout``)."""
         if self.claim_idle < SHORT_CLAIM_IDLE:
             self.log.warning(
                 "claim_idle_short",

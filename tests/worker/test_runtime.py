@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
 
-from relay.worker import Event, RetryPolicy
+from relay.worker import Event, RetryPolicy, Worker
 from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
 
 DLQ = f"{STREAM}:dlq"
@@ -352,3 +353,24 @@ async def test_the_heartbeat_goes_on_through_the_shutdown_drain(
     await asyncio.wait_for(draining.task, 10)
     assert runs == ["first"]
     assert await _zero(client)
+
+
+@pytest.mark.parametrize("make", ["redis", "cluster"])
+def test_a_client_decoding_replies_is_refused_at_construction(make: str) -> None:
+    """Entries are read as bytes: a ``decode_responses=True`` client is refused with what
+    to do, before any entry is read; the same client without it is accepted."""
+    from redis.asyncio import RedisCluster
+
+    from relay.worker.client import DecodingClientError
+
+    def build(decode: bool) -> Redis:
+        if make == "cluster":
+            return cast(Redis, RedisCluster(host="127.0.0.1", port=1, decode_responses=decode))
+        return Redis(host="127.0.0.1", port=1, decode_responses=decode)
+
+    async def handler(event: Event) -> None:
+        return None
+
+    with pytest.raises(DecodingClientError, match="decode_responses=True"):
+        Worker(build(True), stream=STREAM, group=GROUP, handler=handler)
+    Worker(build(False), stream=STREAM, group=GROUP, handler=handler)
