@@ -11,13 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any, Literal
 
-from redis.asyncio import Redis
-
+from relay.redis.client import Redis
+from relay.redis.keys import dlq_stream, replay_marks_key
+from relay.redis.scripts import REPLAY_ONCE, run
 from relay.streams.append import append_once
-from relay.streams.keys import hash_tag
 from relay.tracing import Sends, own_fields, tracer
 from relay.tracing.base import NO_SENDS
 
@@ -27,16 +26,6 @@ MAX_ERROR_CHARS = 4000
 # do not depend on RELAY_DEDUPE_TTL.
 MOVE_WINDOW_MS = 30 * 86_400 * 1000
 DLQ_MAXLEN = 1_000_000
-REPLAY_SCRIPT = files("relay.worker").joinpath("replay_once.lua").read_text()
-
-
-def dlq_stream(stream: str) -> str:
-    return f"{stream}:dlq"
-
-
-def replay_marks_key(stream: str) -> str:
-    """The dead letters replayed onto ``stream`` (same hash slot as the stream)."""
-    return f"relay:replayed:{{{hash_tag(stream)}}}:{stream}"
 
 
 async def dead_letter(
@@ -142,10 +131,9 @@ async def replay(redis: Redis, stream: str, dlq_id: str) -> ReplayOutcome:
         flat: list[str | bytes] = []
         for name, value in {**original, **own_fields(send)}.items():
             flat += [name, value]
-        new_id = await redis.eval(
-            REPLAY_SCRIPT, 2, stream, replay_marks_key(stream), MOVE_WINDOW_MS,
-            f"replay/{dlq_id}", *flat,
-        )  # fmt: skip
+        keys = [stream, replay_marks_key(stream)]
+        arguments = [MOVE_WINDOW_MS, f"replay/{dlq_id}", *flat]
+        new_id = await run(redis, REPLAY_ONCE, keys, arguments)
         send.written([new_id.decode() if isinstance(new_id, bytes) else new_id or None])
     await redis.xdel(dlq_stream(stream), dlq_id)
     return "replayed" if new_id else "finished"

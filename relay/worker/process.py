@@ -9,37 +9,18 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import ProcessCollector, generate_latest
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from relay.receiver.admin import admin_app, admin_runner
-from relay.redis_client import RedisTooOld, redis_from_settings, wait_for_version
+from relay.redis.client import Redis, RedisTooOld, redis_from_settings, wait_for_version
 from relay.settings import Settings
-from relay.worker.intake import TRANSIENT
 from relay.worker.metrics import WorkerMetrics
 from relay.worker.runtime import Handler, Worker
-
-
-async def not_ready_because(worker: Worker) -> str | None:
-    """Why ``worker`` is not ready (``None``: ready): it runs (set-up done, not stopping),
-    Redis answers, and the group exists."""
-    if worker.phase != "running":
-        return worker.phase
-    try:
-        await worker.redis.ping()
-        groups: Any = await worker.redis.xinfo_groups(worker.stream)
-    except TRANSIENT:
-        return "redis_unreachable"
-    except ResponseError:  # no such stream: the group cannot be there either
-        return "group_missing"
-    names = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in groups}
-    return None if worker.group in names else "group_missing"
 
 
 async def _admin_site(worker: Worker, host: str, port: int) -> web.AppRunner:
     async def readiness() -> tuple[int, dict[str, Any]]:
         """Ready: set-up done, Redis answers, the group exists."""
-        reason = await not_ready_because(worker)
+        reason = await worker.readiness()
         if reason is None:
             return 200, {"status": "ready"}
         return 503, {"status": "not_ready", "reason": reason}

@@ -26,10 +26,10 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 import structlog
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from relay.options import WorkerOptions
+from relay.redis.client import Redis
+from relay.redis.errors import ResponseError
 from relay.tracing import EntryTrace, Tracing, tracer
 from relay.worker.acks import AckBatcher
 from relay.worker.breaker import Breaker, Verdict
@@ -150,6 +150,21 @@ class Worker:
     def stop(self) -> None:
         """Stop taking entries; ``run`` then lets handlers in flight finish and returns."""
         self._stopping.set()
+
+    async def readiness(self) -> str | None:
+        """Why this worker is not ready (``None``: ready): it runs (set-up done, not
+        stopping), Redis answers, and the group exists."""
+        if self.phase != "running":
+            return self.phase
+        try:
+            await self.redis.ping()
+            groups: Any = await self.redis.xinfo_groups(self.stream)
+        except TRANSIENT:
+            return "redis_unreachable"
+        except ResponseError:  # no such stream: the group cannot be there either
+            return "group_missing"
+        names = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in groups}
+        return None if self.group in names else "group_missing"
 
     async def run(self) -> None:
         """Consume until ``stop()``: create the group, then read, retry, take over and
