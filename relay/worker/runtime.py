@@ -272,6 +272,7 @@ class Worker:
                     return
                 if self.breaker.failed(entry_id) is Verdict.OUTAGE:
                     self.series.paused.set(1)
+                    trace.settle("retry")
                     continue  # not counted: the next try waits for the breaker's probe turn
                 if event.attempt >= self.retry.max_attempts:
                     await self._dead_letter(entry_id, fields, event.attempt, outcome.error, trace)
