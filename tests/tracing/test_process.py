@@ -167,6 +167,10 @@ async def test_an_event_retried_once_then_handled_is_one_trace(
     ]
     started = next(line for line in lines(worker_process) if line["msg"] == "worker_started")
     assert "trace_id" not in started  # outside any span
+    for process, service in ((relay_process, "anyformat-relay"),
+                             (worker_process, "anyformat-relay-worker")):  # fmt: skip
+        [on] = [line for line in lines(process) if line["msg"] == "tracing_on"]
+        assert on["service"] == service
 
 
 async def test_duplicates_and_rejections_are_spans_and_concurrent_entries_keep_their_own(
@@ -294,3 +298,22 @@ async def test_a_dead_letter_move_is_a_send_span_and_a_replay_a_new_trace_linked
     assert again.parent_id == ""
     assert again.trace_id != first.trace_id
     assert again.links == [(move.trace_id, move.span_id)]
+
+
+async def test_an_endpoint_the_relay_cannot_use_is_said_once_and_traces_nothing(
+    own_redis: RedisServer, receiver: OtlpReceiver
+) -> None:
+    relay_process = relay(
+        own_redis, **tracing_env(receiver), OTEL_EXPORTER_OTLP_PROTOCOL="grpc"
+    ).start()
+    try:
+        body = event_body()
+        assert await post(relay_process.url, body, sign(body)) == 200
+    finally:
+        assert relay_process.terminate() == 0
+    [off] = [line for line in lines(relay_process) if line["msg"] == "tracing_off"]
+    assert off["level"] == "warning"
+    assert str(off["reason"]).startswith("protocol_unsupported: grpc")
+    [(_, fields)] = own_redis.client().xrange(STREAM)
+    assert b"traceparent" not in fields
+    assert receiver.requests == 0
