@@ -41,6 +41,9 @@ COMMANDS = {
     "worker": "workers",
     "dlq": "workers",
     "stats": "workers",
+    "events": "operator",
+    "pause": "operator",
+    "resume": "operator",
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from relay.redis.client import Redis
-from relay.redis.keys import dlq_stream, replay_marks_key
+from relay.redis.keys import dlq_stream, replay_marks_key, replays_key
 from relay.redis.scripts import REPLAY_ONCE, run
 from relay.streams.append import append_once
 from relay.tracing import Sends, own_fields, tracer
@@ -26,6 +26,16 @@ MAX_ERROR_CHARS = 4000
 # do not depend on RELAY_DEDUPE_TTL.
 MOVE_WINDOW_MS = 30 * 86_400 * 1000
 DLQ_MAXLEN = 1_000_000
+
+
+def dead_mark(group: str, entry_id: str) -> str:
+    """The mark of ``group``'s move of ``entry_id`` to the DLQ; the DLQ's trail record
+    under it holds the dead letter's entry id."""
+    return f"dead/{group}/{entry_id}"
+
+
+def replay_mark(dlq_id: str) -> str:
+    return f"replay/{dlq_id}"
 
 
 async def dead_letter(
@@ -60,7 +70,7 @@ async def dead_letter(
     dlq_id = await append_once(
         redis,
         dlq_stream(stream),
-        [f"dead/{group}/{entry_id}"],
+        [dead_mark(group, entry_id)],
         flat,
         window_ms=MOVE_WINDOW_MS,
         maxlen=DLQ_MAXLEN,
@@ -131,8 +141,8 @@ async def replay(redis: Redis, stream: str, dlq_id: str) -> ReplayOutcome:
         flat: list[str | bytes] = []
         for name, value in {**original, **own_fields(send)}.items():
             flat += [name, value]
-        keys = [stream, replay_marks_key(stream)]
-        arguments = [MOVE_WINDOW_MS, f"replay/{dlq_id}", *flat]
+        keys = [stream, replay_marks_key(stream), replays_key(stream)]
+        arguments = [MOVE_WINDOW_MS, replay_mark(dlq_id), *flat]
         new_id = await run(redis, REPLAY_ONCE, keys, arguments)
         send.written([new_id.decode() if isinstance(new_id, bytes) else new_id or None])
     await redis.xdel(dlq_stream(stream), dlq_id)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from redis.asyncio import Redis
 
 from relay.streams.errors import StreamsUnavailable
@@ -20,13 +18,6 @@ def entry(message_id: str) -> Entry:
     return Entry(
         message_id, "extraction.completed", b'{"event":"x"}', 1, f"ex-{message_id}", "", mark
     )
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_concurrent_deliveries_share_round_trips_and_keep_their_outcomes(

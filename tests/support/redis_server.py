@@ -7,10 +7,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import redis
+
+from tests.support.waiting import wait_for_sync
 
 
 def free_cluster_port() -> int:
@@ -64,16 +65,15 @@ class RedisServer:
             *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.process.stderr.read()!r}")  # type: ignore[union-attr]
-            try:
-                if self.client().ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not answer within 10 s")
+        wait_for_sync(
+            self._answering, what=f"redis-server on {self.port}", ignoring=(redis.ConnectionError,)
+        )
+
+    def _answering(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"redis-server exited: {self.process.stderr.read()!r}")  # type: ignore[union-attr]
+        return bool(self.client().ping())
 
     def kill(self) -> None:
         """SIGKILL: no shutdown save, no final fsync."""
