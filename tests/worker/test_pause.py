@@ -11,7 +11,8 @@ from redis.asyncio import Redis
 
 from relay.worker import Event
 from relay.worker.pause import is_paused, set_paused
-from tests.worker.conftest import GROUP, STREAM, Running, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, Running, StartWorker, publish
 
 
 def operator_gauge(running: Running) -> float:
@@ -30,8 +31,9 @@ async def lag(client: Redis) -> int:
 
 
 async def test_a_paused_group_finishes_what_it_holds_takes_nothing_and_resumes(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
+    client = backend_client  # the backend the workers read
     gate, started = asyncio.Event(), asyncio.Event()
     handled: list[str] = []
 
@@ -47,25 +49,26 @@ async def test_a_paused_group_finishes_what_it_holds_takes_nothing_and_resumes(
 
     assert await set_paused(client, STREAM, GROUP, True)
     assert not await set_paused(client, STREAM, GROUP, True)  # already paused
-    await eventually(lambda: asyncio.sleep(0, parked(running)))
+    await wait_for(lambda: asyncio.sleep(0, parked(running)), what="the worker parked")
     assert operator_gauge(running) == 1
     assert running.worker.metrics.paused.labels(STREAM, GROUP, "outage")._value.get() == 0
     await publish(client, 3)
     gate.set()  # the held entry finishes and is acknowledged while paused
-    await eventually(lambda: _pending_is(client, 0))
+    await wait_for(lambda: _pending_is(client, 0), what="nothing pending")
     assert len(handled) == 1 and parked(running)
     assert await lag(client) == 3  # the new entries were not taken
 
     assert await set_paused(client, STREAM, GROUP, False)
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 4))
+    await wait_for(lambda: asyncio.sleep(0, len(handled) == 4), what="all four handled")
     assert set(Counter(handled).values()) == {1}
-    await eventually(lambda: _pending_is(client, 0))
+    await wait_for(lambda: _pending_is(client, 0), what="nothing pending")
     assert operator_gauge(running) == 0 and not await is_paused(client, STREAM, GROUP)
 
 
 async def test_every_worker_of_the_group_honours_it(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
+    client = backend_client  # the backend the workers read
     handled: list[str] = []
 
     async def handler(event: Event) -> None:
@@ -73,11 +76,13 @@ async def test_every_worker_of_the_group_honours_it(
 
     await set_paused(client, STREAM, GROUP, True)
     workers = [await start_worker(handler, consumer=f"c{n}", claim_idle=1.0) for n in range(2)]
-    await eventually(lambda: asyncio.sleep(0, all(parked(w) for w in workers)))
+    await wait_for(
+        lambda: asyncio.sleep(0, all(parked(w) for w in workers)), what="every worker parked"
+    )
     await publish(client, 20)
     assert await lag(client) == 20 and handled == []  # a worker started paused takes nothing
     await set_paused(client, STREAM, GROUP, False)
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 20))
+    await wait_for(lambda: asyncio.sleep(0, len(handled) == 20), what="all twenty handled")
     assert set(Counter(handled).values()) == {1}
     # Another group of the stream was never paused.
     assert not await is_paused(client, STREAM, "audit")
