@@ -31,6 +31,10 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
         structlog.processors.add_log_level,
         add_timestamp,
     ]
+    from relay.tracing import tracer  # its own set-up decides: off, it imports nothing
+
+    if (join_traces := tracer().log_processor()) is not None:
+        shared.append(join_traces)  # trace_id and span_id inside a span
     if fmt == "console":
         renderer: structlog.typing.Processor = structlog.dev.ConsoleRenderer(
             colors=False, event_key="msg"

@@ -27,6 +27,7 @@ from relay.streams.append import Conflict
 from relay.streams.errors import ReplicationTimeout, StreamsUnavailable
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
+from relay.tracing import Tracing, tracer
 
 RETRY_AFTER_SECONDS = "5"
 DIGEST_PREFIX = "sha256:"  # how a body's digest is named in the conflict's log line
@@ -58,6 +59,7 @@ class IngestHandler:
         max_body_bytes: int,
         max_in_flight: int = 512,
         client_address: ClientAddress | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._verifier = verifier
         self._secrets = secrets
@@ -69,6 +71,9 @@ class IngestHandler:
         self._max_in_flight = max_in_flight
         self.in_flight = 0
         self._client_address = client_address or ClientAddress(())
+        self._tracing = tracing or tracer()
+        if self._tracing.enabled:
+            self.handle = self._traced_handle  # type: ignore[method-assign]
 
     def _latency(self, status: int) -> Any:
         """The latency histogram of ``status`` (looked up once: labels() costs a lock)."""
@@ -77,10 +82,14 @@ class IngestHandler:
             child = self._latency_children[status] = self._metrics.latency.labels(str(status))
         return child
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    async def handle(
+        self, request: web.BaseRequest, fields: dict[str, Any] | None = None
+    ) -> web.Response:
+        """Answer one delivery, count it and log its one line (``fields``)."""
         started = time.perf_counter()
         self._metrics.received.inc()
-        fields: dict[str, Any] = {"remote": self._client_address(request)}
+        if fields is None:
+            fields = {"remote": self._client_address(request)}
         try:
             response = await self._handle(request, fields)
         except Exception:
@@ -95,6 +104,14 @@ class IngestHandler:
         fields["latency_ms"] = round(elapsed * 1000, 3)
         log_delivery(fields)
         return response
+
+    async def _traced_handle(
+        self, request: web.BaseRequest, fields: dict[str, Any] | None = None
+    ) -> web.Response:
+        """``handle`` within the delivery's SERVER span (chosen once, in ``__init__``)."""
+        fields = {"remote": self._client_address(request)} if fields is None else fields
+        with self._tracing.delivery(request.method, request.path, request.headers, fields):
+            return await IngestHandler.handle(self, request, fields)
 
     async def _handle(self, request: web.BaseRequest, fields: dict[str, Any]) -> web.Response:
         """Read, verify and parse, then write within one of the in-flight slots.
