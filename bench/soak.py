@@ -254,6 +254,13 @@ class Soak:
         faulting = asyncio.create_task(self.faults(stop_faults))
         sampling = asyncio.create_task(self.sampler(sender, stop_sampling))
         await asyncio.sleep(self.args.duration)
+        if self.args.every_fault:  # on a loaded machine restarts are slow: go on until then
+            kinds = {f for f in self.args.faults.split(",") if f}
+            while not kinds <= {str(f["fault"]) for f in self.fault_log}:
+                if self.now() > 3 * self.args.duration:
+                    self.problems.append("not every kind of fault happened within 3 x --duration")
+                    break
+                await asyncio.sleep(0.5)
         stop_faults.set()
         await faulting
         sender.stop.set()
@@ -278,8 +285,9 @@ class Soak:
         accepted = set(log.accepted)
         handlings = read_ledger(self.ledger_dir)
         failovers = getattr(self.redis, "failovers", [])
-        ledgers = [judge_group(g, accepted, handlings.get(g, []), self.kills, failovers)
-                   for g in GROUPS]  # fmt: skip
+        window_ms = self.args.dedupe_ttl * 1000
+        ledgers = [judge_group(g, accepted, handlings.get(g, []), self.kills, failovers,
+                               window_ms) for g in GROUPS]  # fmt: skip
         growth = judge_growth(self.samples, self.args.warmup, self.args.limit_factor)
         latencies = sorted(ms for _, ms in log.latency_ms) or [0.0]
         faults: dict[str, int] = {}
@@ -304,11 +312,13 @@ class Soak:
             "attempts": log.attempts, "answers": dict(log.answers), "faults": faults,
             "worker_kills": [{"group": k.group, "held": k.held} for k in self.kills],
             "groups": {x.group: {"handled": x.handled, "lost": len(x.lost),
-                                 "extra_entries": len(x.extra_entries), "doubled": x.doubled,
+                                 "extra_entries": len(x.extra_entries),
+                                 "after_window": len(x.after_window), "doubled": x.doubled,
                                  "explained": x.explained, "unexplained": len(x.unexplained),
                                  "killed_mid_handler": x.killed_mid_handler,
                                  "never_sent": len(x.unknown)} for x in ledgers},
             "dlq": dlq, "growth": {g.series: {"slope_per_hour": g.slope, "stderr": g.stderr,
+                                              "last_third_per_hour": g.last_third,
                                               "limit": g.limit,
                                               "ok": g.ok} for g in growth},
             "problems": self.problems, "passed": not failed,
@@ -352,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         "--sentinel",
         action="store_true",
         help="master + replica under Sentinel; redis-failover for redis-restart",
+    )
+    parser.add_argument(
+        "--every-fault", action="store_true", help="send on until each fault happened (<= 3x)"
     )
     parser.add_argument("--chart", action="store_true", help="soak.svg (bench/soak_chart.py)")
     args = parser.parse_args(argv)

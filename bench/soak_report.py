@@ -6,6 +6,7 @@ files, the fault log and the samples), so that the judgement can be tested on it
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ class GroupLedger:
     handled: int = 0  # distinct ids finished at least once
     lost: list[str] = field(default_factory=list)
     extra_entries: list[str] = field(default_factory=list)  # ids with >1 entry in the stream
+    after_window: list[str] = field(default_factory=list)  # >1 entry, each past the window
     doubled: int = 0
     explained: int = 0
     unexplained: list[str] = field(default_factory=list)
@@ -102,12 +104,24 @@ def judge_group(
     handlings: list[Handling],
     kills: list[Kill],
     failovers: Sequence[float] = (),
+    dedupe_window_ms: float = math.inf,
 ) -> GroupLedger:
     """Every accepted id handled at least once through exactly one stream entry; each
     id handled twice explained by a worker SIGKILLed while it held the entry, or by a
-    failover right after the handling (its acknowledgement not yet on the replica)."""
+    failover right after the handling (its acknowledgement not yet on the replica). A second
+    entry for an id received more than the dedupe window after the first is no failure
+    (the contract's window had passed: the sender re-sent for longer than RELAY_DEDUPE_TTL);
+    it is counted apart, as ``after_window``."""
     ledger = GroupLedger(group)
     killed_at = {kill.pid: kill.at for kill in kills if kill.group == group}
+
+    def cut_off(run: Handling) -> bool:
+        """The run's acknowledgement may never have landed: its worker was SIGKILLed after
+        it started, or a failover followed it within the window."""
+        if run.pid in killed_at and killed_at[run.pid] >= run.started:
+            return True
+        return any(0 <= at - (run.done or 0) <= FAILOVER_WINDOW_SECONDS for at in failovers)
+
     per_id: dict[str, list[Handling]] = defaultdict(list)
     for handling in handlings:
         per_id[handling.message_id].append(handling)
@@ -116,22 +130,24 @@ def judge_group(
     for message_id, runs in per_id.items():
         if message_id not in accepted:
             ledger.unknown.append(message_id)
+        received = sorted({run.received_at_ms for run in runs})
         if len({run.entry_id for run in runs}) > 1:
-            ledger.extra_entries.append(message_id)
+            gaps = [later - earlier for earlier, later in itertools.pairwise(received)]
+            if len(received) > 1 and min(gaps) > dedupe_window_ms:
+                ledger.after_window.append(message_id)  # the contract's window had passed
+            else:
+                ledger.extra_entries.append(message_id)
         finished = sorted((run for run in runs if run.done is not None), key=lambda r: r.started)
         if not finished:
             continue
         ledger.handled += 1
         if len(finished) > 1:
             ledger.doubled += 1
-            # Every run but the last must have been cut off from its acknowledgement: its
-            # process was SIGKILLed after the run started (it held the entry unacked).
-            earlier = finished[:-1]
-            if all(
-                (run.pid in killed_at and killed_at[run.pid] >= run.started)
-                or any(0 <= at - (run.done or 0) <= FAILOVER_WINDOW_SECONDS for at in failovers)
-                for run in earlier
-            ):
+            # Per entry, every run but the last must have been cut off from its
+            # acknowledgement; a second entry after the dedupe window is its own reason.
+            last_per_entry = {run.entry_id: run for run in finished}
+            earlier = [run for run in finished if last_per_entry[run.entry_id] is not run]
+            if all(cut_off(run) for run in earlier) and message_id not in ledger.extra_entries:
                 ledger.explained += 1
             else:
                 ledger.unexplained.append(message_id)
@@ -170,6 +186,7 @@ class Growth:
     first: float
     last: float
     samples: int
+    last_third: float = 0.0  # slope over the last third: settling shows as a smaller one
 
     @property
     def ok(self) -> bool:
@@ -198,7 +215,8 @@ def judge_growth(
             continue
         verdicts.append(Growth(name, kind, *fit(points),
                                LIMITS_PER_HOUR[kind] * limit_factor, points[0][1],
-                               points[-1][1], len(points)))  # fmt: skip
+                               points[-1][1], len(points),
+                               fit(points[len(points) * 2 // 3 :])[0]))  # fmt: skip
     return verdicts
 
 
@@ -230,7 +248,8 @@ def render(
     for ledger in ledgers:
         lines.append(
             f"group {ledger.group}: handled {ledger.handled}, lost {len(ledger.lost)}, "
-            f"extra stream entries {len(ledger.extra_entries)}, doubled {ledger.doubled} "
+            f"extra stream entries {len(ledger.extra_entries)} (re-sent after the dedupe window"
+            f" {len(ledger.after_window)}), doubled {ledger.doubled} "
             f"(explained by a SIGKILLed holder or a failover {ledger.explained}, unexplained "
             f"{len(ledger.unexplained)}), killed mid-handler {ledger.killed_mid_handler}, "
             f"never sent {len(ledger.unknown)}"
@@ -245,7 +264,7 @@ def render(
     for verdict in growth:
         lines.append(
             f"  {'ok  ' if verdict.ok else 'FAIL'} {verdict.series}: {verdict.slope:+.1f}"
-            f" ± {verdict.stderr:.1f}/h "
+            f" ± {verdict.stderr:.1f}/h, last third {verdict.last_third:+.1f}/h "
             f"(limit {verdict.limit:.0f}; {verdict.first:.0f} -> {verdict.last:.0f} over "
             f"{verdict.samples} samples)"
         )

@@ -1,7 +1,10 @@
 """The soak (bench/soak.py) in two minutes: real Redis on AOF, two relay replicas, two
 groups of two workers, every fault in turn. Its assertions are the ledger (nothing lost,
 nothing doubled without a SIGKILLed holder, nothing dead-lettered) and growth no noise of
-a short run can explain (the hour-limits times 20), never timings."""
+a short run can explain, never timings. The growth limits are the hourly ones times 50: in
+two minutes with a fault every 5 s a worker's Redis pool is still filling (a few open
+files, bounded: the hour-long run shows the plateau), while a leak per delivery (thousands
+in two minutes) still fails; slower leaks are the hour-long run's to find."""
 
 from __future__ import annotations
 
@@ -19,11 +22,11 @@ FAULTS = {"relay-kill", "relay-term", "worker-kill", "redis-restart"}
 
 def test_two_minutes_with_every_fault_lose_nothing_and_grow_nothing(tmp_path: Path) -> None:
     command = [
-        sys.executable, "bench/soak.py", "--duration", "120", "--rate", "30",
+        sys.executable, "bench/soak.py", "--duration", "120", "--rate", "30", "--every-fault",
         "--fault-every", "5", "--warmup", "45", "--sample-every", "3", "--maxlen", "1000",
-        "--dedupe-ttl", "30", "--claim-idle", "5", "--limit-factor", "20", "--out", str(tmp_path),
+        "--dedupe-ttl", "30", "--claim-idle", "5", "--limit-factor", "50", "--out", str(tmp_path),
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=480)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     report = (tmp_path / "report.txt").read_text() if (tmp_path / "report.txt").exists() else ""
     assert (tmp_path / "summary.json").exists(), done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -9,9 +9,14 @@ from bench.soak_report import Handling, Kill, judge_group, judge_growth, read_le
 
 
 def run(
-    pid: int, message_id: str, started: float, done: float | None, entry: str = "1-0"
+    pid: int,
+    message_id: str,
+    started: float,
+    done: float | None,
+    entry: str = "1-0",
+    received_ms: int = 0,
 ) -> Handling:
-    return Handling("g", pid, message_id, entry, started, done)
+    return Handling("g", pid, message_id, entry, started, done, received_ms)
 
 
 def test_every_accepted_id_handled_once_is_a_clean_ledger() -> None:
@@ -90,3 +95,14 @@ def test_a_double_right_after_a_failover_is_explained_and_long_after_is_not() ->
     assert judge_group("g", {"a"}, handlings, [], failovers=[13.0]).explained == 1
     assert judge_group("g", {"a"}, handlings, [], failovers=[60.0]).unexplained == ["a"]
     assert judge_group("g", {"a"}, handlings, [], failovers=[10.5]).unexplained == ["a"]
+
+
+def test_a_second_entry_past_the_dedupe_window_is_counted_apart_not_failed() -> None:
+    past = [run(1, "a", 1, 2, entry="1-0", received_ms=0),
+            run(1, "a", 40, 41, entry="2-0", received_ms=40_000)]  # fmt: skip
+    ledger = judge_group("g", {"a"}, past, [], dedupe_window_ms=30_000)
+    assert ledger.ok and ledger.after_window == ["a"] and ledger.extra_entries == []
+    inside = [run(1, "a", 1, 2, entry="1-0", received_ms=0),
+              run(1, "a", 20, 21, entry="2-0", received_ms=20_000)]  # fmt: skip
+    ledger = judge_group("g", {"a"}, inside, [], dedupe_window_ms=30_000)
+    assert not ledger.ok and ledger.extra_entries == ["a"] and ledger.unexplained == ["a"]
