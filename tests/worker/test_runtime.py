@@ -378,13 +378,13 @@ def test_a_client_decoding_replies_is_refused_at_construction(make: str) -> None
 
 
 async def test_every_log_line_about_an_entry_names_it_fully(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
     """id, entry_id, stream, group and attempt on each line: an operator greps one id."""
     import structlog
 
-    [entry_id] = await publish(client)
-    [(_, fields)] = await client.xrange(STREAM)
+    [entry_id] = await publish(backend_client)
+    [(_, fields)] = await backend_client.xrange(STREAM)
 
     async def handler(event: Event) -> None:
         raise RuntimeError("downstream said no")
@@ -393,7 +393,7 @@ async def test_every_log_line_about_an_entry_names_it_fully(
         running = await start_worker(
             handler, retry=RetryPolicy(max_attempts=2, backoff_base=0.01), outage_threshold=0
         )
-        await eventually(lambda: _dlq_length_is(client, 1))
+        await wait_for(lambda: _dlq_length_is(backend_client, 1), what="the entry dead-lettered")
         await running.stop()
     about = [line for line in logs if line.get("entry_id") == entry_id]
     assert {line["event"] for line in about} >= {"attempt", "retry_scheduled", "dead_lettered"}
