@@ -105,7 +105,7 @@ async def guarded() -> AsyncIterator[Guarded]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
+async def cookieless_http() -> AsyncIterator[aiohttp.ClientSession]:
     """A client that keeps no cookies unless the test hands them over itself."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         yield session
