@@ -211,15 +211,12 @@ async def test_a_real_workers_dead_letter_and_its_replay_show_in_the_trail(
         return groups(trail, STREAMS[0]).get("crm", {"state": "no group yet"})
 
     async def until(check: Any) -> dict[str, Any]:
-        seen: list[dict[str, Any]] = []
+        async def holds() -> dict[str, Any] | None:
+            found = await state()
+            return found if check(found) else None
 
-        async def reached() -> dict[str, Any] | None:
-            seen.append(await state())
-            return seen[-1] if check(seen[-1]) else None
-
-        return await wait_for(
-            reached, what="the trail's state", within=10, context=lambda: f"last: {seen[-1:]}"
-        )
+        result: dict[str, Any] = await wait_for(holds, what="the group's state in the trail")
+        return result
 
     try:
         dead = await until(lambda s: s["state"] == "dead_lettered")

@@ -48,7 +48,7 @@ async def test_a_paused_group_finishes_what_it_holds_takes_nothing_and_resumes(
 
     assert await set_paused(backend_client, STREAM, GROUP, True)
     assert not await set_paused(backend_client, STREAM, GROUP, True)  # already paused
-    await wait_for(lambda: parked(running), what="the worker parked")
+    await wait_for(lambda: parked(running), what="both intake loops parked")
     assert operator_gauge(running) == 1
     assert running.worker.metrics.paused.labels(STREAM, GROUP, "outage")._value.get() == 0
     await publish(backend_client, 3)
@@ -58,7 +58,7 @@ async def test_a_paused_group_finishes_what_it_holds_takes_nothing_and_resumes(
     assert await lag(backend_client) == 3  # the new entries were not taken
 
     assert await set_paused(backend_client, STREAM, GROUP, False)
-    await wait_for(lambda: len(handled) == 4, what="all four handled once resumed")
+    await wait_for(lambda: len(handled) == 4, what="every entry handled")
     assert set(Counter(handled).values()) == {1}
     await wait_for(lambda: _pending_is(backend_client, 0), what="nothing pending")
     assert operator_gauge(running) == 0 and not await is_paused(backend_client, STREAM, GROUP)
@@ -80,7 +80,7 @@ async def test_every_worker_of_the_group_honours_it(
         await lag(backend_client) == 20 and handled == []
     )  # a worker started paused takes nothing
     await set_paused(backend_client, STREAM, GROUP, False)
-    await wait_for(lambda: len(handled) == 20, what="all 20 handled once resumed")
+    await wait_for(lambda: len(handled) == 20, what="every entry handled")
     assert set(Counter(handled).values()) == {1}
     # Another group of the stream was never paused.
     assert not await is_paused(backend_client, STREAM, "audit")
