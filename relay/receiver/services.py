@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from relay import allocator
+import relay.allocator as allocator
 from relay.ingest.body import BodyBudget
 from relay.memory import MiB
 from relay.receiver.parts import Relay

@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from relay import __version__
 from relay.tracing.base import EntryTrace, Processor, Sends
+from relay.version import __version__
 
 PROPAGATOR = TraceContextTextMapPropagator()
 SYSTEM = "redis"  # messaging.system: no registered value for Redis Streams

@@ -12,9 +12,10 @@ from relay.redis import keys
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 # Distinctive stand-ins for each argument, and how the table writes them.
-ARGUMENTS = {"prefix": "PREFIX", "stream": "STREAM", "event": "EVENT", "public_url": "URL"}
+ARGUMENTS = {"prefix": "PREFIX", "stream": "STREAM", "event": "EVENT", "public_url": "URL",
+             "job_id": "JOBID"}  # fmt: skip
 SPELLED = [("{STREAM}", "{<tag>}"), ("STREAM", "<stream>"), ("PREFIX", "<prefix>"),
-           ("EVENT", "<event>"), ("URL", "<RELAY_PUBLIC_URL>")]  # fmt: skip
+           ("EVENT", "<event>"), ("URL", "<RELAY_PUBLIC_URL>"), ("JOBID", "<job id>")]  # fmt: skip
 
 
 def key_formats() -> dict[str, list[str]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from tests.support.redis_server import free_port
+from tests.support.waiting import wait_for_sync
 
 KINDS = {
     ProtoSpan.SPAN_KIND_INTERNAL: "INTERNAL",
@@ -148,15 +148,18 @@ class OtlpReceiver:
 
     def wait_for(self, predicate: Callable[[list[Span]], bool], timeout: float = 20) -> list[Span]:
         """The spans received once ``predicate`` holds of them (polled, with a deadline)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def received() -> list[Span] | None:
             spans = self.spans()
-            if predicate(spans):
-                return spans
-            if time.monotonic() > deadline:
-                names = sorted((s.kind, s.name) for s in spans)
-                raise AssertionError(f"spans not received in {timeout}s; got {names}")
-            time.sleep(0.02)
+            return spans if predicate(spans) else None
+
+        return wait_for_sync(
+            received,
+            what="the spans expected",
+            within=timeout,
+            interval=0.02,
+            context=lambda: sorted((s.kind, s.name) for s in self.spans()),
+        )
 
 
 def tracing_env(receiver: OtlpReceiver, service: str | None = None) -> dict[str, str]:

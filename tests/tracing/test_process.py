@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +21,7 @@ from tests.support.otlp import OtlpReceiver, Span, tracing_env
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.signing import SECRET, event_body, sign
+from tests.support.waiting import wait_for_sync
 
 pytestmark = pytest.mark.process
 
@@ -53,13 +53,6 @@ def worker(server: RedisServer, handler: str, **env: str) -> RelayProcess:
     )  # fmt: skip
     process.args = (*process.args, "--metrics-port", str(process.admin_port))
     return process
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def lines(process: RelayProcess) -> list[dict[str, object]]:
@@ -238,7 +231,10 @@ async def test_with_no_endpoint_no_entry_carries_a_traceparent_nor_a_line_a_trac
         def attempts() -> int:
             return sum(line["msg"] == "attempt" for line in lines(worker_process))
 
-        wait_for(lambda: attempts() == 2 and client.xpending(STREAM, GROUP)["pending"] == 0)
+        wait_for_sync(
+            lambda: attempts() == 2 and client.xpending(STREAM, GROUP)["pending"] == 0,
+            what="two attempts and nothing pending",
+        )
     finally:
         assert worker_process.terminate() == 0
         assert relay_process.terminate() == 0
