@@ -56,6 +56,7 @@ class GroupLedger:
     lost: list[str] = field(default_factory=list)
     extra_entries: list[str] = field(default_factory=list)  # ids with >1 entry in the stream
     after_window: list[str] = field(default_factory=list)  # >1 entry, each past the window
+    rolled_back: list[str] = field(default_factory=list)  # >1 entry, the first lost in failover
     doubled: int = 0
     explained: int = 0
     unexplained: list[str] = field(default_factory=list)
@@ -122,6 +123,16 @@ def judge_group(
             return True
         return any(0 <= at - (run.done or 0) <= FAILOVER_WINDOW_SECONDS for at in failovers)
 
+    def rolled_back(earlier_ms: int, later_ms: int) -> bool:
+        """The earlier entry was written on a master that died within the window after
+        (not yet replicated: never answered 200, the sender re-sent), the later one after
+        the promotion. Workers read the old master, so they saw both."""
+        return any(
+            earlier_ms / 1000 <= at <= later_ms / 1000
+            and at - earlier_ms / 1000 <= FAILOVER_WINDOW_SECONDS
+            for at in failovers
+        )
+
     per_id: dict[str, list[Handling]] = defaultdict(list)
     for handling in handlings:
         per_id[handling.message_id].append(handling)
@@ -132,9 +143,11 @@ def judge_group(
             ledger.unknown.append(message_id)
         received = sorted({run.received_at_ms for run in runs})
         if len({run.entry_id for run in runs}) > 1:
-            gaps = [later - earlier for earlier, later in itertools.pairwise(received)]
-            if len(received) > 1 and min(gaps) > dedupe_window_ms:
+            pairs = list(itertools.pairwise(received))
+            if pairs and all(later - earlier > dedupe_window_ms for earlier, later in pairs):
                 ledger.after_window.append(message_id)  # the contract's window had passed
+            elif pairs and all(rolled_back(earlier, later) for earlier, later in pairs):
+                ledger.rolled_back.append(message_id)
             else:
                 ledger.extra_entries.append(message_id)
         finished = sorted((run for run in runs if run.done is not None), key=lambda r: r.started)
@@ -249,7 +262,8 @@ def render(
         lines.append(
             f"group {ledger.group}: handled {ledger.handled}, lost {len(ledger.lost)}, "
             f"extra stream entries {len(ledger.extra_entries)} (re-sent after the dedupe window"
-            f" {len(ledger.after_window)}), doubled {ledger.doubled} "
+            f" {len(ledger.after_window)}, rewritten after a failover lost the first"
+            f" {len(ledger.rolled_back)}), doubled {ledger.doubled} "
             f"(explained by a SIGKILLed holder or a failover {ledger.explained}, unexplained "
             f"{len(ledger.unexplained)}), killed mid-handler {ledger.killed_mid_handler}, "
             f"never sent {len(ledger.unknown)}"

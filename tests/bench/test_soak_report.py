@@ -106,3 +106,14 @@ def test_a_second_entry_past_the_dedupe_window_is_counted_apart_not_failed() -> 
               run(1, "a", 20, 21, entry="2-0", received_ms=20_000)]  # fmt: skip
     ledger = judge_group("g", {"a"}, inside, [], dedupe_window_ms=30_000)
     assert not ledger.ok and ledger.extra_entries == ["a"] and ledger.unexplained == ["a"]
+
+
+def test_an_entry_rewritten_after_a_failover_lost_the_first_is_explained() -> None:
+    # The first entry (received at 100 s) was on a master SIGKILLed at 101 s, before it
+    # reached the replica; the re-send at 104 s wrote it again on the promoted one.
+    runs = [run(1, "a", 100.1, 100.2, entry="1-0", received_ms=100_000),
+            run(1, "a", 104.1, 104.2, entry="2-0", received_ms=104_000)]  # fmt: skip
+    ledger = judge_group("g", {"a"}, runs, [], failovers=[101.0], dedupe_window_ms=120_000)
+    assert ledger.ok and ledger.rolled_back == ["a"] and ledger.explained == 1
+    long_before = judge_group("g", {"a"}, runs, [], failovers=[110.0], dedupe_window_ms=120_000)
+    assert long_before.extra_entries == ["a"] and not long_before.ok
