@@ -15,9 +15,17 @@ python3 -m pip install -q --disable-pip-version-check kubernetes-validate
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# The opt-in ServiceMonitor component, on top of prod, is validated too (in a copy of
-# deploy/: kustomize takes only relative paths).
+# Everything is rendered from a copy of deploy/ (kustomize takes only relative paths). prod
+# needs the site values the operator writes into deploy/prod/site.env (git ignores it):
+# a checkout has none, so prod must not render as it is; the copy gets the committed
+# example's. The opt-in ServiceMonitor component, on top of prod, is validated too.
+if kubectl kustomize deploy/prod >/dev/null 2>&1 && [ ! -f deploy/prod/site.env ]; then
+    echo "manifests: deploy/prod renders without site.env: a placeholder could be applied" >&2
+    exit 1
+fi
 cp -r deploy "$out/deploy"
+rm -f "$out/deploy/prod/site.env"
+cp deploy/prod/site.env.example "$out/deploy/prod/site.env"
 mkdir "$out/deploy/prod-monitored"
 cat >"$out/deploy/prod-monitored/kustomization.yaml" <<'YAML'
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -25,7 +33,7 @@ kind: Kustomization
 resources: [../prod]
 components: [../components/servicemonitor]
 YAML
-for variant in deploy/dev deploy/prod "$out/deploy/prod-monitored"; do
+for variant in "$out/deploy/dev" "$out/deploy/prod" "$out/deploy/prod-monitored"; do
     name=$(basename "$variant")
     kubectl kustomize "$variant" >"$out/$name.yaml" 2>"$out/$name.err" ||
         { cat "$out/$name.err"; exit 1; }

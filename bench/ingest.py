@@ -11,6 +11,9 @@
     benchmark's Redis, attached for every server of the run, so (w)/(c) is the cost of WAIT).
 (0) with ``--before DIR``: `relay run` from another source tree (e.g. ``git archive main``
     unpacked in DIR), interleaved with the others: a change's before/after in one run.
+(t) with ``--tracing``: `relay run` with tracing on (OTEL_TRACES_SAMPLER=always_on, the
+    SDK's batch exporter over OTLP/HTTP to a local receiver in this process, which counts
+    the spans it gets): the cost of tracing every delivery. (c) is the same relay, off.
 
 ``--trim-target N`` runs both relays with RELAY_STREAM_MAXLEN=N and a consumer group on the
 firehose that keeps up (moved to the stream's end twice a second), so trimming runs all
@@ -56,6 +59,7 @@ CORES = os.cpu_count() or 1
 PIN_SERVER = ["taskset", "-c", "0"] if CORES >= 2 and shutil.which("taskset") else []
 PIN_LOAD = ["taskset", "-c", "1"] if CORES >= 2 and shutil.which("taskset") else []
 THREADS = 2
+OTLP: list[str] = []  # --tracing: the local receiver's endpoint
 BEFORE: list[Path] = [ROOT]  # --before: the relay's source tree before a change
 TRIM_TARGET = [0]  # --trim-target
 
@@ -334,6 +338,11 @@ def start_server(name: str, redis: RedisServer, workdir: Path, **extra: str) -> 
     if name == "a":
         return Server("a", [python, "bench/servers/bare_aiohttp.py", "--uvloop"],
                       {"PORT": port}, workdir)  # fmt: skip
+    if name == "t":
+        extra = {"OTEL_EXPORTER_OTLP_ENDPOINT": OTLP[0], "OTEL_TRACES_SAMPLER": "always_on",
+                 **extra}  # fmt: skip
+        return Server("t", [python, "-m", "relay", "run"], relay_env(redis, **extra), workdir,
+                      ready_path="/readyz")  # fmt: skip
     if name == "w":
         extra = {"RELAY_REDIS_WAIT_REPLICAS": "1", **extra}
         return Server("w", [python, "-m", "relay", "run"], relay_env(redis, **extra), workdir,
@@ -371,7 +380,20 @@ def main() -> None:
         "--trim-target", type=int, default=0, help="RELAY_STREAM_MAXLEN, a group keeping up"
     )
     parser.add_argument("--replica", action="store_true", help="a local replica, for (w)")
+    parser.add_argument(
+        "--tracing", action="store_true", help="(t): relay run tracing every delivery"
+    )
     args = parser.parse_args()
+    sink = None
+    if args.tracing:
+        from bench.otlp_sink import OtlpSink
+
+        if PIN_LOAD:  # the receiver's thread runs here: on the load's core, not the server's
+            os.sched_setaffinity(0, {1})
+        sink = OtlpSink().start()
+        OTLP.append(sink.endpoint)
+        if "t" not in args.only:
+            args.only += "t"
     if args.before:
         BEFORE[0] = args.before.resolve()
         args.only = args.only.replace("c", "0c") if "0" not in args.only else args.only
@@ -459,7 +481,12 @@ def main() -> None:
             replica.close()
         redis.close()
         shutil.rmtree(workdir, ignore_errors=True)
+        if sink is not None:
+            sink.stop()
     report(rounds, args)
+    if sink is not None:
+        print(f"(t) spans received by the local OTLP receiver: {sink.spans} "
+              f"in {sink.requests} export requests")  # fmt: skip
     for line in extra:
         print(line)
 
@@ -477,7 +504,8 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
           f"median of {args.rounds} interleaved round(s)")  # fmt: skip
     names = {"a": "(a) bare aiohttp", "b": "(b) FastAPI + standardwebhooks + redis",
              "c": "(c) relay run", "w": "(w) relay run, WAIT 1 (local replica)",
-             "0": f"(0) relay run from {BEFORE[0]}"}  # fmt: skip
+             "0": f"(0) relay run from {BEFORE[0]}",
+             "t": "(t) relay run, tracing every delivery"}  # fmt: skip
     if args.replica:
         print("a local replica of the benchmark's Redis is attached for every server (core 1)")
     print(f"{'server':40} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8} "
@@ -504,6 +532,10 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
         print(f"ratio (c)/(0): {by['c'].rps / by['0'].rps:.2f}  (after / before)")
     if TRIM_TARGET[0]:
         print(f"both relays with RELAY_STREAM_MAXLEN={TRIM_TARGET[0]} and a group keeping up")
+    if "t" in by and "a" in by:
+        print(f"ratio (t)/(a): {by['t'].rps / by['a'].rps:.2f}  (tracing on)")
+    if "t" in by and "c" in by:
+        print(f"ratio (t)/(c): {by['t'].rps / by['c'].rps:.2f}  (tracing on / off)")
     if "w" in by and "c" in by:
         print(f"ratio (w)/(c): {by['w'].rps / by['c'].rps:.2f}")
     if "w" in by and "a" in by:

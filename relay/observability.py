@@ -31,6 +31,10 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
         structlog.processors.add_log_level,
         add_timestamp,
     ]
+    from relay.tracing import tracer  # its own set-up decides: off, it imports nothing
+
+    if (join_traces := tracer().log_processor()) is not None:
+        shared.append(join_traces)  # trace_id and span_id inside a span
     if fmt == "console":
         renderer: structlog.typing.Processor = structlog.dev.ConsoleRenderer(
             colors=False, event_key="msg"
@@ -217,6 +221,26 @@ class IngestMetrics:
         )
         self.entries_written = Counter(
             "relay_stream_entries_written", "Stream entries written by the fan-out.", registry=r
+        )
+        self.request_bytes = Gauge(
+            "relay_request_bytes_held",
+            "Bytes senders have sent that are held until their requests are answered "
+            "(bounded by the budget RELAY_MEMORY_LIMIT leaves), sampled every second.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.request_bytes_budget = Gauge(
+            "relay_request_bytes_budget",
+            "The most relay_request_bytes_held may reach; beyond it requests get 503.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.ready = Gauge(
+            "relay_ready",
+            "1 while /readyz would answer 200 (Redis reachable, a secret loaded, not "
+            "draining); checked every 5 s and on each /readyz.",
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.signing_keys = Gauge(
             "relay_signing_keys",

@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from relay.memory import MemoryPlan, default_memory_limit, parse_size
 from relay.redis.keys import check_stream_name
 
 DEFAULT_WEBHOOK_PATH = "/webhooks/anyformat"
@@ -136,6 +137,10 @@ class Settings(BaseSettings):
     dedupe_ttl: int = Field(604_800, ge=1, validation_alias="RELAY_DEDUPE_TTL")
     max_body_bytes: int = Field(1_048_576, ge=1, validation_alias="RELAY_MAX_BODY_BYTES")
     max_in_flight: int = Field(512, ge=1, validation_alias="RELAY_MAX_IN_FLIGHT")
+    # Bytes (or 256Mi, 1Gi) the container may use; the body budget follows (relay.memory).
+    memory_limit: int = Field(
+        default_factory=default_memory_limit, gt=0, validation_alias="RELAY_MEMORY_LIMIT"
+    )
 
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias="RELAY_LOG_LEVEL"
@@ -160,6 +165,11 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{part!r} is not an IP address or CIDR") from None
         return networks
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("log_level", "log_format", "signature_scheme", mode="before")
     @classmethod
@@ -319,6 +329,10 @@ class Settings(BaseSettings):
     def reconciling(self) -> bool:
         """Whether ``relay run`` reconciles: it needs the API key, so registration on."""
         return self.reconcile and self.self_register and self.anyformat_api_key is not None
+
+    @property
+    def memory(self) -> MemoryPlan:
+        return MemoryPlan(self.memory_limit, self.workers, self.max_body_bytes, self.max_in_flight)
 
     @property
     def webhook_secrets(self) -> list[str]:

@@ -64,8 +64,11 @@ def test_the_key_layout_is_a_leaf() -> None:
 
 
 def test_settings_read_the_environment_and_validate_values_only() -> None:
-    """No routing, no Redis, no domain: the routes file is parsed by the routing code."""
-    assert upward("relay.settings", ("relay.redis.keys", "relay.reserved_domains")) == []
+    """No routing, no Redis, no domain: the routes file is parsed by the routing code.
+    ``relay.memory`` (sizes like ``256Mi``, the container's limit) is a leaf like the keys."""
+    leaves = ("relay.redis.keys", "relay.reserved_domains", "relay.memory")
+    assert upward("relay.settings", leaves) == []
+    assert upward("relay.memory", ()) == []
 
 
 def test_the_redis_boundary_imports_no_domain_package_nor_program() -> None:

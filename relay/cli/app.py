@@ -124,6 +124,24 @@ def main() -> None:
     """AnyFormat Relay: verified webhooks in, Redis Streams out."""
 
 
+def start_observability(settings: Settings, service: str) -> None:
+    """Tracing from the ``OTEL_*`` variables, then logging (which joins log lines to
+    traces when tracing is on); says once whether tracing is on, and why not when an
+    endpoint was set but cannot be used."""
+    from relay.observability import configure_logging
+    from relay.tracing import configure
+
+    tracing, reason = configure(service)
+    configure_logging(settings.log_level, settings.log_format)
+    import structlog
+
+    log = structlog.get_logger("relay.tracing")
+    if tracing.enabled:
+        log.info("tracing_on", service=service)
+    elif reason is not None and reason != "no_endpoint":
+        log.warning("tracing_off", reason=reason)
+
+
 def run_loop(coroutine: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop where it is installed (Linux, macOS): the event loop's own overhead is
     a large share of each request; asyncio's loop otherwise."""

@@ -8,7 +8,7 @@ from typing import Any
 import click
 import orjson
 
-from relay.cli.app import fail, load_settings, main, run_loop
+from relay.cli.app import fail, load_settings, main, run_loop, start_observability
 
 
 @main.command()
@@ -17,9 +17,7 @@ def run() -> None:
     settings = load_settings()
     if problems := settings.serving_problems():
         fail(problems)
-    from relay.observability import configure_logging
-
-    configure_logging(settings.log_level, settings.log_format)
+    start_observability(settings, "anyformat-relay")
     if settings.workers > 1 and settings.worker_index is None:
         from relay.supervisor import supervise
 

@@ -12,7 +12,16 @@ from typing import Any
 import click
 import orjson
 
-from relay.cli.app import dev_aware, iso, load_settings, main, run_loop, table, with_redis
+from relay.cli.app import (
+    dev_aware,
+    iso,
+    load_settings,
+    main,
+    run_loop,
+    start_observability,
+    table,
+    with_redis,
+)
 
 # --- workers -------------------------------------------------------------------------------
 
@@ -46,7 +55,6 @@ def _with_worker_options(command: Callable[..., None]) -> Callable[..., None]:
 @_with_worker_options
 def worker(**values: Any) -> None:
     """Run an async handler for each entry of STREAM, through consumer group GROUP."""
-    from relay.observability import configure_logging
     from relay.options import WorkerOptions
     from relay.worker.loader import HandlerError, load_handler, load_lifespan
     from relay.worker.process import run_worker
@@ -62,7 +70,7 @@ def worker(**values: Any) -> None:
         retry = RetryPolicy(options.max_attempts, options.backoff_base, options.backoff_max)
     except (HandlerError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None
-    configure_logging(settings.log_level, settings.log_format)
+    start_observability(settings, "anyformat-relay-worker")
     run_loop(
         run_worker(
             settings,

@@ -10,7 +10,6 @@ import structlog
 from aiohttp import web
 
 from relay.ingest.body import (
-    BodyBudget,
     BodyBudgetExhausted,
     BodyIncomplete,
     BodyMalformed,
@@ -28,6 +27,7 @@ from relay.streams.append import Conflict
 from relay.streams.errors import ReplicationTimeout, StreamsUnavailable
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
+from relay.tracing import Tracing, tracer
 
 RETRY_AFTER_SECONDS = "5"
 DIGEST_PREFIX = "sha256:"  # how a body's digest is named in the conflict's log line
@@ -59,6 +59,7 @@ class IngestHandler:
         max_body_bytes: int,
         max_in_flight: int = 512,
         client_address: ClientAddress | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._verifier = verifier
         self._secrets = secrets
@@ -69,9 +70,10 @@ class IngestHandler:
         self._latency_children: dict[int, Any] = {}
         self._max_in_flight = max_in_flight
         self.in_flight = 0
-        # Bodies being received hold at most what RELAY_MAX_IN_FLIGHT bodies could.
-        self.body_budget = BodyBudget(max_in_flight * max_body_bytes)
         self._client_address = client_address or ClientAddress(())
+        self._tracing = tracing or tracer()
+        if self._tracing.enabled:
+            self.handle = self._traced_handle  # type: ignore[method-assign]
 
     def _latency(self, status: int) -> Any:
         """The latency histogram of ``status`` (looked up once: labels() costs a lock)."""
@@ -80,10 +82,14 @@ class IngestHandler:
             child = self._latency_children[status] = self._metrics.latency.labels(str(status))
         return child
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    async def handle(
+        self, request: web.BaseRequest, fields: dict[str, Any] | None = None
+    ) -> web.Response:
+        """Answer one delivery, count it and log its one line (``fields``)."""
         started = time.perf_counter()
         self._metrics.received.inc()
-        fields: dict[str, Any] = {"remote": self._client_address(request)}
+        if fields is None:
+            fields = {"remote": self._client_address(request)}
         try:
             response = await self._handle(request, fields)
         except Exception:
@@ -99,6 +105,14 @@ class IngestHandler:
         log_delivery(fields)
         return response
 
+    async def _traced_handle(
+        self, request: web.BaseRequest, fields: dict[str, Any] | None = None
+    ) -> web.Response:
+        """``handle`` within the delivery's SERVER span (chosen once, in ``__init__``)."""
+        fields = {"remote": self._client_address(request)} if fields is None else fields
+        with self._tracing.delivery(request.method, request.path, request.headers, fields):
+            return await IngestHandler.handle(self, request, fields)
+
     async def _handle(self, request: web.BaseRequest, fields: dict[str, Any]) -> web.Response:
         """Read, verify and parse, then write within one of the in-flight slots.
 
@@ -110,46 +124,46 @@ class IngestHandler:
         keys = self._secrets.keys
         if not keys:
             return self._unavailable(fields, "no_secret")
-        async with BodyReader(self.body_budget, self._limit) as reader:
-            try:
-                body = await reader.read(request)
-            except ClientTooSlow:
-                response = self._reject(fields, 408, "client_timeout")
-                response.force_close()
-                return response
-            except BodyIncomplete:
-                return self._reject(fields, 400, "incomplete_body")
-            except BodyMalformed:
-                response = self._reject(fields, 400, "malformed_body")
-                response.force_close()
-                return response
-            except BodyTooLarge:
-                response = self._reject(fields, 413, "body_too_large")
-                response.force_close()  # the unread rest of the body is never read: close
-                return response
-            except BodyBudgetExhausted:
-                response = self._unavailable(fields, "overloaded")
-                response.force_close()
-                return response
-            try:
-                message_id = self._verifier.verify(request.headers, body, keys, time.time())
-            except SignatureError as exc:
-                return self._reject(fields, 401, exc.reason)
-            fields["id"] = message_id
-            try:
-                envelope = parse_envelope(body)
-            except EnvelopeError as exc:
-                return self._reject(fields, 400, "invalid_body", detail=str(exc))
-            fields["event"] = envelope.event
-            if self.in_flight >= self._max_in_flight:
-                # Redis is slow and genuine deliveries pile up: refuse more rather than
-                # queue them; the sender retries after Retry-After.
-                return self._unavailable(fields, "overloaded")
-            self.in_flight += 1
-            try:
-                return await self._write(body, envelope, message_id, received_at, fields)
-            finally:
-                self.in_flight -= 1
+        reader = BodyReader(self._limit)
+        try:
+            body = await reader.read(request)
+        except ClientTooSlow:
+            response = self._reject(fields, 408, "client_timeout")
+            response.force_close()
+            return response
+        except BodyIncomplete:
+            return self._reject(fields, 400, "incomplete_body")
+        except BodyMalformed:
+            response = self._reject(fields, 400, "malformed_body")
+            response.force_close()
+            return response
+        except BodyTooLarge:
+            response = self._reject(fields, 413, "body_too_large")
+            response.force_close()  # the unread rest of the body is never read: close
+            return response
+        except BodyBudgetExhausted:
+            response = self._unavailable(fields, "overloaded")
+            response.force_close()
+            return response
+        try:
+            message_id = self._verifier.verify(request.headers, body, keys, time.time())
+        except SignatureError as exc:
+            return self._reject(fields, 401, exc.reason)
+        fields["id"] = message_id
+        try:
+            envelope = parse_envelope(body)
+        except EnvelopeError as exc:
+            return self._reject(fields, 400, "invalid_body", detail=str(exc))
+        fields["event"] = envelope.event
+        if self.in_flight >= self._max_in_flight:
+            # Redis is slow and genuine deliveries pile up: refuse more rather than
+            # queue them; the sender retries after Retry-After.
+            return self._unavailable(fields, "overloaded")
+        self.in_flight += 1
+        try:
+            return await self._write(body, envelope, message_id, received_at, fields)
+        finally:
+            self.in_flight -= 1
 
     async def _write(
         self,

@@ -15,6 +15,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from relay.console.deadletters import deadletter_routes
+from relay.console.events import event_routes
 from relay.console.pages import console_routes
 from relay.ingest.connections import SERVER_HEADER, PublicSite
 from relay.operator.api import operator_routes
@@ -61,6 +63,8 @@ def build_admin_app(relay: Relay) -> web.Application:
             overview_routes(overview),
             operator_routes(operations),
             console_routes(overview),
+            event_routes(operations),
+            deadletter_routes(operations),
         ],
     )
 
@@ -130,6 +134,8 @@ class RelayServer:
         await admin.start()
         self.public_port = _bound_port(self._public)
         self.admin_port = _bound_port(self._admin)
+        for problem in settings.memory.problems():
+            log.warning("memory_budget_does_not_fit", problem=problem)
         log.info(
             "relay_started",
             version=__version__,
@@ -139,6 +145,8 @@ class RelayServer:
             path=settings.path,
             scheme=settings.signature_scheme,
             signing_keys=len(self.relay.secrets.keys),
+            memory_limit=settings.memory_limit,
+            body_budget=self.relay.body_budget.limit,
         )
 
     async def stop(self) -> None:

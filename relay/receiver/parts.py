@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest, multiprocess
 
+from relay.ingest.body import BodyBudget
 from relay.ingest.connections import PublicServer
 from relay.ingest.handler import IngestHandler
 from relay.ingest.remote import ClientAddress
@@ -45,6 +46,9 @@ class Relay:
     writer: FanoutWriter
     metrics: IngestMetrics
     ingest: IngestHandler
+    # What senders' bytes may hold of this process's memory (relay.memory): taken by the
+    # public connections as bytes arrive.
+    body_budget: BodyBudget
     draining: bool = False
     health: StreamHealthCollector = field(default_factory=StreamHealthCollector)
     version_checked: bool = False
@@ -83,9 +87,11 @@ class Relay:
             max_in_flight=settings.max_in_flight,
             client_address=ClientAddress(settings.trusted_proxies),
         )
-        relay = cls(settings, redis, secrets, verifier, router, writer, metrics, ingest)
+        budget = BodyBudget(settings.memory.body_budget)
+        relay = cls(settings, redis, secrets, verifier, router, writer, metrics, ingest, budget)
         metrics.registry.register(relay.health)
         metrics.build_info.labels(__version__).set(1)
+        metrics.request_bytes_budget.set(budget.limit)
         return relay
 
     def streams(self) -> list[str]:
@@ -110,6 +116,7 @@ class Relay:
         RELAY_WORKERS > 1), which is cheaper than gauge updates per delivery. The signing keys
         ride along."""
         self.metrics.in_flight.set(self.ingest.in_flight)
+        self.metrics.request_bytes.set(self.body_budget.held)
         self.metrics.signing_keys.set(len(self.secrets.keys))
         if self.public is not None:
             self.metrics.connections.set(self.public.open_connections)
@@ -124,6 +131,7 @@ class Relay:
             await self.redis.ping()
         except REDIS_DOWN as exc:
             problems["redis"] = type(exc).__name__
+        self.metrics.ready.set(0 if problems else 1)
         return problems
 
     async def ready(self) -> tuple[int, dict[str, Any]]:

@@ -51,6 +51,7 @@ def build_public_server(relay: Relay) -> PublicServer:
         dispatch,
         limits=limits,
         metrics=relay.metrics,
+        budget=relay.body_budget,
         access_log=None,
         lingering_time=0,
         max_headers=MAX_HEADERS,

@@ -13,6 +13,9 @@ from typing import Any
 
 import structlog
 
+import relay.allocator as allocator
+from relay.ingest.body import BodyBudget
+from relay.memory import MiB
 from relay.receiver.parts import Relay
 from relay.reconcile.metrics import ReconcileMetrics
 from relay.reconcile.reconciler import Reconciler
@@ -27,6 +30,11 @@ from relay.tls import ReloadingContext
 log = structlog.get_logger("relay.server")
 
 IN_FLIGHT_SAMPLE_SECONDS = 1.0
+MEMORY_CHECK_SECONDS = 1.0
+READINESS_SAMPLE_SECONDS = 5.0
+# Bodies must have let go of this much since the last trim: a trim walks the whole heap,
+# so it is done after bursts, not after every delivery.
+TRIM_AFTER_BYTES = 16 * MiB
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,10 @@ def services_for(
     if tls is not None:
         services.append(Service("tls_reload", tls.watch))
     services.append(Service("in_flight_sampler", lambda: sample_in_flight(relay)))
+    services.append(Service("readiness_sampler", lambda: sample_readiness(relay)))
+    if allocator.can_trim():
+        budget = relay.body_budget
+        services.append(Service("memory_return", lambda: return_memory(budget)))
     services.append(Service("trimmer", trimmer.run))
     services.append(Service("stream_health", health.run))
     if settings.self_register and not settings.worker_index:
@@ -134,6 +146,31 @@ async def sample_in_flight(relay: Relay) -> None:
     while True:
         relay.sample_in_flight()
         await asyncio.sleep(IN_FLIGHT_SAMPLE_SECONDS)
+
+
+def return_memory_after_burst(budget: BodyBudget, trim: allocator.Trim = allocator.trim) -> bool:
+    """Trim the heap once bodies have let go of ``TRIM_AFTER_BYTES`` since the last trim
+    (the peak is then reset): glibc would otherwise keep a burst's pages for good."""
+    if budget.peak - budget.held < TRIM_AFTER_BYTES:
+        return False
+    log.debug("memory_return", peak=budget.peak, held=budget.held)
+    budget.peak = budget.held
+    trim()
+    return True
+
+
+async def return_memory(budget: BodyBudget) -> None:
+    while True:
+        await asyncio.sleep(MEMORY_CHECK_SECONDS)
+        return_memory_after_burst(budget)
+
+
+async def sample_readiness(relay: Relay) -> None:
+    """relay_ready for the alert on /readyz failing: what the probe would see, every 5 s,
+    also where nothing probes."""
+    while True:
+        await relay.readiness()
+        await asyncio.sleep(READINESS_SAMPLE_SECONDS)
 
 
 async def register(relay: Relay) -> None:

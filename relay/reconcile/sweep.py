@@ -24,6 +24,7 @@ from relay.redis.keys import dedupe_key
 from relay.streams.marks import dedupe_marks
 from relay.streams.routes import Router
 from relay.streams.writer import FanoutWriter
+from relay.tracing import tracer
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,12 @@ class Sweep:
     ) -> SweepResult:
         """Walk and write; raises the API's or Redis's error (nothing is rolled back:
         what was written stays, and the next sweep skips it)."""
+        with tracer().sweep():  # an INTERNAL span, parent of the writes' send spans
+            return await self._run(window, dry_run, on_recovered)
+
+    async def _run(
+        self, window: Window, dry_run: bool, on_recovered: Callable[[Recovered], None] | None
+    ) -> SweepResult:
         result = SweepResult(window, dry_run)
         calls_before = self._api.calls
         try:

@@ -71,13 +71,19 @@ def append_command(
     window_ms: int,
     maxlen: int,
     facts: TrailFacts = NO_FACTS,
+    own: Sequence[Fields] = (),
 ) -> Command:
     """The call appending ``fields`` to every stream of ``streams`` that has seen none of
-    ``marks``. On Redis Cluster the streams must share a hash slot."""
+    ``marks``. On Redis Cluster the streams must share a hash slot.
+
+    ``own``: per stream, fields only its entry gets (each stream's trace context); all of
+    the same length, or none at all."""
+    per_stream = len(own[0]) if own else 0
+    mine = [item for items in own for item in items]
     return command(
         APPEND_ONCE,
         script_keys(streams),
-        (window_ms, maxlen, len(marks), *facts.args(), *marks, *fields),
+        (window_ms, maxlen, len(marks), *facts.args(), *marks, per_stream, *mine, *fields),
     )
 
 
@@ -90,7 +96,7 @@ def _append_head(streams: tuple[str, ...]) -> tuple[bytes, int]:
 
 def encoded_append(streams: tuple[str, ...], tail: Sequence[bytes]) -> bytes:
     """One append command in RESP; ``tail`` is everything after the keys (window, maxlen,
-    mark count, trail facts, marks, fields), already bytes."""
+    mark count, trail facts, marks, per-stream fields, fields), already bytes."""
     head, count = _append_head(streams)
     return finish(head, count, tail)
 

@@ -29,6 +29,7 @@ from relay.streams.append import (
 )
 from relay.streams.errors import ReplicationTimeout, StreamsUnavailable
 from relay.streams.marks import dedupe_marks
+from relay.tracing import Tracing, tracer
 
 
 @dataclass(slots=True)  # not frozen: that doubles the cost of __init__, paid per delivery
@@ -68,8 +69,16 @@ class FanoutWriter:
     """``ack``: answer only once that many replicas hold the write (``WAIT``); the
     duplicate's answer too, so that a re-send confirms the first attempt's entries."""
 
-    def __init__(self, redis: Redis, *, dedupe_ttl: int, ack: ReplicaAck | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        dedupe_ttl: int,
+        ack: ReplicaAck | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self._redis = redis
+        self._tracing = tracing or tracer()
         self._cluster = is_cluster(redis)  # checked once: it is slow
         self._ack = ack
         self.batcher = Batcher(redis, APPEND_ONCE, ack)
@@ -88,15 +97,38 @@ class FanoutWriter:
 
         Raises :class:`ReplicationTimeout` when replicas did not confirm in time, and
         :class:`StreamsUnavailable` when Redis failed (nothing or part may be written:
-        a re-send completes it, once)."""
+        a re-send completes it, once).
+
+        With tracing on, each stream's write is a ``send {stream}`` span and its entry
+        carries that span's context (``relay.tracing``)."""
+        if self._tracing.enabled:
+            return await self._traced_write(entry, streams)
+        return await self._write(entry, streams, ())
+
+    async def _traced_write(self, entry: Entry, streams: Sequence[str]) -> list[Written]:
+        """``write`` with a send span per stream, each entry given its own span's context
+        (passed to the script as that stream's own fields: a batch cannot mix them up)."""
+        sends = self._tracing.sends(streams)
+        try:
+            written = await self._write(entry, streams, sends.fields)
+        except BaseException as exc:
+            sends.failed(exc)
+            raise
+        sends.written([w if isinstance(w, str) else None for w in written])
+        return written
+
+    async def _write(
+        self, entry: Entry, streams: Sequence[str], own: Sequence[Sequence[bytes]]
+    ) -> list[Written]:
         marks = dedupe_marks(entry.id, entry.content_mark)
         facts = entry.facts()
         try:
             if self._cluster:
-                return await self._write_by_slot(entry, streams, marks, facts)
+                return await self._write_by_slot(entry, streams, marks, facts, own)
             # A single Redis: one command for every stream, sent with the other deliveries'.
             tail = [
                 *self._limits, b"%d" % len(marks), *facts.args(), *(m.encode() for m in marks),
+                b"%d" % len(own[0]) if own else b"0", *(b for items in own for b in items),
                 *entry.fields(),
             ]  # fmt: skip
             return decode_reply(await self.batcher.run(encoded_append(tuple(streams), tail)))
@@ -106,7 +138,12 @@ class FanoutWriter:
             raise StreamsUnavailable(type(exc).__name__) from exc
 
     async def _write_by_slot(
-        self, entry: Entry, streams: Sequence[str], marks: Sequence[str], facts: TrailFacts
+        self,
+        entry: Entry,
+        streams: Sequence[str],
+        marks: Sequence[str],
+        facts: TrailFacts,
+        own: Sequence[Sequence[bytes]],
     ) -> list[Written]:
         """One command per hash slot (a script touches one slot), in one cluster pipeline:
         one round trip per node (with its ``WAIT`` when replicas must confirm)."""
@@ -116,7 +153,8 @@ class FanoutWriter:
         groups = list(slots.values())
         commands = [
             append_command([streams[i] for i in group], marks, entry.fields(),
-                           window_ms=self._window_ms, maxlen=0, facts=facts)
+                           window_ms=self._window_ms, maxlen=0, facts=facts,
+                           own=[own[i] for i in group] if own else ())
             for group in groups
         ]  # fmt: skip
         if self._ack is None:

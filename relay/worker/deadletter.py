@@ -17,6 +17,8 @@ from relay.redis.client import Redis
 from relay.redis.keys import dlq_stream, replay_marks_key, replays_key
 from relay.redis.scripts import REPLAY_ONCE, run
 from relay.streams.append import append_once
+from relay.tracing import Sends, own_fields, tracer
+from relay.tracing.base import NO_SENDS
 
 DLQ_FIELDS = ("error", "attempts", "group", "original_id", "failed_at")
 MAX_ERROR_CHARS = 4000
@@ -45,8 +47,14 @@ async def dead_letter(
     *,
     error: str,
     attempts: int,
-) -> None:
-    """Move one pending entry to the DLQ, with the contract's extra fields, then ack it."""
+    send: Sends = NO_SENDS,
+) -> str | None:
+    """Move one pending entry to the DLQ, with the contract's extra fields, then ack it;
+    the dead letter's id (``None``: an earlier try of this move had written it).
+
+    ``send``: the move's span; the dead letter carries its context instead of the entry's
+    (same trace: the move's span is a child of the attempt's)."""
+    fields = {**fields, **own_fields(send)}
     extra: dict[str, str] = {
         "error": error[:MAX_ERROR_CHARS],
         "attempts": str(attempts),
@@ -59,7 +67,7 @@ async def dead_letter(
         flat += [name, value]
     for name, text in extra.items():
         flat += [name, text]
-    await append_once(
+    dlq_id = await append_once(
         redis,
         dlq_stream(stream),
         [dead_mark(group, entry_id)],
@@ -67,7 +75,9 @@ async def dead_letter(
         window_ms=MOVE_WINDOW_MS,
         maxlen=DLQ_MAXLEN,
     )
+    send.written([dlq_id])
     await redis.xack(stream, group, entry_id)
+    return dlq_id
 
 
 @dataclass(frozen=True)
@@ -126,11 +136,15 @@ async def replay(redis: Redis, stream: str, dlq_id: str) -> ReplayOutcome:
     letter = await get_dead(redis, stream, dlq_id)
     if letter is None:
         return "absent"
-    flat: list[str | bytes] = []
-    for name, value in letter.original_fields.items():
-        flat += [name, value]
-    keys = [stream, replay_marks_key(stream), replays_key(stream)]
-    new_id = await run(redis, REPLAY_ONCE, keys, [MOVE_WINDOW_MS, replay_mark(dlq_id), *flat])
+    original = letter.original_fields
+    with tracer().replay(stream, original) as send:  # a new trace, linked to the letter's
+        flat: list[str | bytes] = []
+        for name, value in {**original, **own_fields(send)}.items():
+            flat += [name, value]
+        keys = [stream, replay_marks_key(stream), replays_key(stream)]
+        arguments = [MOVE_WINDOW_MS, replay_mark(dlq_id), *flat]
+        new_id = await run(redis, REPLAY_ONCE, keys, arguments)
+        send.written([new_id.decode() if isinstance(new_id, bytes) else new_id or None])
     await redis.xdel(dlq_stream(stream), dlq_id)
     return "replayed" if new_id else "finished"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from relay.worker.controls import Reject, Retry
@@ -18,6 +18,8 @@ class Outcome:
     rejected: bool = False
     retry_after: float | None = None
     timed_out: bool = False
+    # What the handler raised (its span's exception event); not part of the outcome's value.
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 async def call_handler(
@@ -32,15 +34,18 @@ async def call_handler(
             async with timeout:
                 await handler(event)
     except Reject as exc:
-        return Outcome(False, f"Reject: {exc.reason}", rejected=True)
+        return Outcome(False, f"Reject: {exc.reason}", rejected=True, exception=exc)
     except Retry as exc:
-        return Outcome(False, f"Retry: {exc}", retry_after=exc.after)
+        return Outcome(False, f"Retry: {exc}", retry_after=exc.after, exception=exc)
     except TimeoutError as exc:
         if timeout is not None and timeout.expired():
             return Outcome(
-                False, f"HandlerTimeout: ran longer than {handler_timeout}s", timed_out=True
+                False,
+                f"HandlerTimeout: ran longer than {handler_timeout}s",
+                timed_out=True,
+                exception=exc,
             )
-        return Outcome(False, f"{type(exc).__name__}: {exc}")
+        return Outcome(False, f"{type(exc).__name__}: {exc}", exception=exc)
     except Exception as exc:
-        return Outcome(False, f"{type(exc).__name__}: {exc}")
+        return Outcome(False, f"{type(exc).__name__}: {exc}", exception=exc)
     return Outcome(True)

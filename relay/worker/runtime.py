@@ -31,6 +31,7 @@ import structlog
 from relay.options import WorkerOptions
 from relay.redis.client import Redis
 from relay.redis.errors import ResponseError
+from relay.tracing import EntryTrace, Tracing, tracer
 from relay.worker.acks import AckBatcher
 from relay.worker.breaker import Breaker, Verdict
 from relay.worker.capacity import Capacity
@@ -110,6 +111,7 @@ class Worker:
         block: float = 2.0,
         lifespan: Lifespan | None = None,
         metrics: WorkerMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if claim_idle <= 0 or shutdown_timeout < 0 or block <= 0:
             raise ValueError("claim_idle and block must be positive, shutdown_timeout >= 0")
@@ -129,6 +131,7 @@ class Worker:
         self.start_id = start_id
         self.block_ms = int(block * 1000)
         self.metrics = metrics or WorkerMetrics()
+        self.tracing = tracing or tracer()
         self.capacity = Capacity(concurrency, max_held or HELD_PER_SLOT * concurrency)
         self.log = log.bind(stream=stream, group=group, consumer=self.consumer)
         self.breaker = Breaker(outage_threshold, outage_probe_interval, self.log)
@@ -242,38 +245,46 @@ class Worker:
 
     async def _process(self, entry_id: str, fields: dict[str, bytes], attempt: int) -> None:
         generation = self._generation
+        trace = self.tracing.entry(self.stream, self.group, entry_id, fields)
         try:
             if attempt > self.retry.max_attempts:
                 await self._dead_letter(
                     entry_id, fields, attempt - 1,
                     "no outcome after the last attempt: the consumer handling it died or "
-                    "was stopped before its handler returned",
+                    "was stopped before its handler returned", trace,
                 )  # fmt: skip
                 return
             try:
                 event = parse_entry(self.stream, entry_id, fields, attempt, self._state)
             except MalformedEntry as exc:
-                await self._dead_letter(entry_id, fields, attempt, f"malformed entry: {exc}")
+                error = f"malformed entry: {exc}"
+                await self._dead_letter(entry_id, fields, attempt, error, trace)
                 return
             while True:
-                outcome = await self._run_once(event)
+                outcome = await self._run_once(event, trace)
                 if outcome.handled:
                     await self._redis_call(self._acks.ack, entry_id)
                     self.series.handled.inc()
+                    trace.settle("handled")
                     return
+                trace.failed(outcome.exception)
                 if outcome.rejected:
                     self.series.rejected.inc()
-                    await self._dead_letter(entry_id, fields, event.attempt, outcome.error)
+                    await self._dead_letter(
+                        entry_id, fields, event.attempt, outcome.error, trace, "rejected"
+                    )
                     return
                 if entry_id in self.gone:
                     await self.lost(entry_id, "deleted while its handler was failing")
                     return
                 if self.breaker.failed(entry_id) is Verdict.OUTAGE:
                     self.series.paused.set(1)
+                    trace.settle("retry")
                     continue  # not counted: the next try waits for the breaker's probe turn
                 if event.attempt >= self.retry.max_attempts:
-                    await self._dead_letter(entry_id, fields, event.attempt, outcome.error)
+                    await self._dead_letter(entry_id, fields, event.attempt, outcome.error, trace)
                     return
+                trace.settle("retry")
                 deliveries = await self._wait_and_reclaim(event, outcome, generation)
                 if deliveries <= 0:
                     return
@@ -285,6 +296,7 @@ class Worker:
             # NOGROUP and the like: the entry's state went with the group; nothing to ack.
             self.log.error("entry_abandoned", **self.entry(entry_id), error=str(exc))
         finally:
+            trace.settle("")  # stopped (or abandoned) mid-attempt: no outcome to tell
             self._about.pop(entry_id, None)
             self.capacity.release(entry_id)
             self.gone.discard(entry_id)
@@ -293,7 +305,7 @@ class Worker:
                 self.breaker.nothing_to_probe()
                 self.series.paused.set(0)
 
-    async def _run_once(self, event: Event) -> Outcome:
+    async def _run_once(self, event: Event, trace: EntryTrace) -> Outcome:
         """One attempt, once the breaker and a handler slot let it run."""
         if self._stopping.is_set():
             raise Stopping
@@ -302,7 +314,8 @@ class Worker:
             if not self.capacity.try_acquire_slot():
                 await self.or_stop(self.capacity.acquire_slot())
             try:
-                outcome = await self._attempt(event)
+                with trace.attempt(event.attempt):
+                    outcome = await self._attempt(event)
             finally:
                 self.capacity.release_slot()
             if outcome.handled and self.breaker.succeeded():
@@ -352,16 +365,20 @@ class Worker:
         return outcome
 
     async def _dead_letter(
-        self, entry_id: str, fields: dict[str, bytes], attempts: int, error: str
-    ) -> None:
-        await self._redis_call(
-            dead_letter, self.redis, self.stream, self.group, entry_id, fields,
-            error=error, attempts=attempts,
-        )  # fmt: skip
-        self.series.dead_lettered.inc()
-        self.log.warning(
-            "dead_lettered", **self.entry(entry_id), attempts=attempts, error=error[:500]
-        )
+        self, entry_id: str, fields: dict[str, bytes], attempts: int, error: str,
+        trace: EntryTrace, outcome: str = "dead_lettered",
+    ) -> None:  # fmt: skip
+        """The move, a ``send {stream}:dlq`` span (its entry carries that span's context)."""
+        with trace.dead_letter(self.stream, attempts) as send:
+            await self._redis_call(
+                dead_letter, self.redis, self.stream, self.group, entry_id, fields,
+                error=error, attempts=attempts, send=send,
+            )  # fmt: skip
+            self.series.dead_lettered.inc()
+            self.log.warning(
+                "dead_lettered", **self.entry(entry_id), attempts=attempts, error=error[:500]
+            )
+        trace.settle(outcome)
 
     async def lost(self, entry_id: str, reason: str, *, ack: bool = True) -> None:
         """An entry of the group went before its handler succeeded: never silently."""

@@ -118,6 +118,18 @@ def log_in(driver: Any, relay: RelayProcess, token: str = TOKEN) -> None:
     field.clear()
     field.send_keys(token)
     field.submit()
+    wait_for_sync(lambda: gone(field), what="the login form's answer loaded")
+
+
+def gone(element: Any) -> bool:
+    """Whether ``element``'s page was replaced by the next one (its answer is loaded)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
 
 
 def logged_out(driver: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,37 @@ needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="need
 Resource = dict[str, Any]
 
 
-def render(variant: str) -> list[Resource]:
-    """The resources of deploy/VARIANT, rendered by the kustomize that kubectl embeds."""
-    done = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "deploy" / variant)],
-        capture_output=True, text=True, timeout=60, check=True,
+SITE_ENV = "prod/site.env"  # the operator creates it from site.env.example; git ignores it
+
+
+def kustomize(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "kustomize", str(directory)],
+        capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+def site_copy(site_env: str | None = None) -> Path:
+    """deploy/ copied to a temporary directory (kustomize takes only relative paths), with
+    prod's site.env written from ``site_env`` (default: site.env.example, as CI does)."""
+    copy = Path(tempfile.mkdtemp(prefix="relay-deploy-")) / "deploy"
+    shutil.copytree(ROOT / "deploy", copy, ignore=shutil.ignore_patterns("site.env"))
+    if site_env is None:
+        site_env = (ROOT / "deploy" / f"{SITE_ENV}.example").read_text()
+    (copy / SITE_ENV).write_text(site_env)
+    return copy
+
+
+def render(variant: str, site_env: str | None = None) -> list[Resource]:
+    """The resources of deploy/VARIANT, rendered by the kustomize that kubectl embeds; prod
+    with the site values of ``site_env`` (default: the committed example's)."""
+    deploy = site_copy(site_env)
+    try:
+        done = kustomize(deploy / variant)
+    finally:
+        shutil.rmtree(deploy.parent, ignore_errors=True)
+    if done.returncode:
+        raise AssertionError(f"kubectl kustomize deploy/{variant} failed: {done.stderr}")
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 

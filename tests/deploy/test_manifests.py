@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,17 +14,21 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from relay.reserved_domains import reserved_domain
 from tests.deploy.rendered import (
     ROOT,
+    SITE_ENV,
     WORKLOADS,
     Resource,
     containers,
+    kustomize,
     matches,
     named,
     needs_kubectl,
     of_kind,
     pod_labels,
     render,
+    site_copy,
 )
 
 VARIANTS = ("dev", "prod")
@@ -254,3 +260,56 @@ def test_image_tags_are_the_package_version(manifests: list[Resource]) -> None:
         version = tomllib.load(f)["project"]["version"]
     ours = [c["image"] for w in of_kind(manifests, "Deployment") for c in containers(w)]
     assert ours and all(image.rsplit(":", 1)[1] == version for image in ours), ours
+
+
+# --- Site values: nothing an operator could apply by accident ------------------------------
+
+SITE = "RELAY_PUBLIC_HOST=relay.acme-payments.io\nIMAGE_REGISTRY=ghcr.io/acme/relay\n"
+
+
+def test_prod_does_not_render_until_the_operator_creates_site_env() -> None:
+    deploy = site_copy()
+    try:
+        (deploy / SITE_ENV).unlink()
+        done = kustomize(deploy / "prod")
+        assert done.returncode != 0 and "site.env" in done.stderr
+        (deploy / SITE_ENV).write_text(SITE)
+        assert kustomize(deploy / "prod").returncode == 0
+    finally:
+        shutil.rmtree(deploy.parent, ignore_errors=True)
+
+
+def test_site_env_is_never_committed_and_its_example_is() -> None:
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--quiet", "deploy/prod/site.env"], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 0
+    example = subprocess.run(
+        ["git", "check-ignore", "--quiet", "deploy/prod/site.env.example"], cwd=ROOT, check=False
+    )
+    assert example.returncode == 1
+
+
+def test_the_site_values_land_everywhere_they_are_needed_and_nothing_else_does() -> None:
+    resources = render("prod", SITE)
+    config = named(resources, "ConfigMap", "relay-config")["data"]
+    assert config["RELAY_PUBLIC_URL"] == "https://relay.acme-payments.io/webhooks/anyformat"
+    ingress = named(resources, "Ingress", "relay")["spec"]
+    assert [rule["host"] for rule in ingress["rules"]] == ["relay.acme-payments.io"]
+    assert [tls["hosts"] for tls in ingress["tls"]] == [["relay.acme-payments.io"]]
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    images = {c["image"] for w in of_kind(resources, *WORKLOADS) for c in containers(w)}
+    assert images == {
+        f"ghcr.io/acme/relay/anyformat-relay:{version}",
+        f"ghcr.io/acme/relay/anyformat-relay-worker-example:{version}",
+    }
+    text = yaml.safe_dump_all(resources)
+    assert "example.com" not in text and ".example" not in text
+    assert not [r for r in resources if r["metadata"]["name"] == "relay-site"]  # not applied
+
+
+def test_the_committed_example_renders_only_reserved_names_registration_refuses() -> None:
+    """An unedited copy of the example fails loudly: relay run refuses a reserved domain."""
+    url = named(render("prod"), "ConfigMap", "relay-config")["data"]["RELAY_PUBLIC_URL"]
+    assert urlsplit(url).hostname == "relay.your-company.example"
+    assert reserved_domain(url) is not None

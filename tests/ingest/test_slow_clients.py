@@ -266,24 +266,6 @@ async def test_connections_beyond_the_cap_are_closed_at_once_and_room_comes_back
         other.close()
 
 
-async def test_bodies_being_received_hold_at_most_the_byte_budget_and_give_it_back(
-    start_relay: StartRelay, redis_url: str, http: aiohttp.ClientSession
-) -> None:
-    # Budget: RELAY_MAX_IN_FLIGHT x RELAY_MAX_BODY_BYTES = 2,000 bytes.
-    server = await start_relay(redis_url, RELAY_MAX_IN_FLIGHT=1, RELAY_MAX_BODY_BYTES=2000)
-    budget = server.relay.ingest.body_budget
-    _, writer = await asyncio.open_connection("127.0.0.1", server.public_port)
-    head = f"POST {PATH} HTTP/1.1\r\nHost: relay\r\nContent-Length: 2000\r\n\r\n".encode()
-    writer.write(head + b"a" * 1900)  # all but the last 100 bytes
-    await wait_for(lambda: budget.held == 1900, what="the partial body is counted")
-
-    # A signed delivery (about 300 bytes) does not fit beside it: shed, not queued.
-    assert await deliver(http, server) == (503, "unavailable")
-    writer.close()  # the sender goes away: what its body held comes back
-    await wait_for(lambda: budget.held == 0, what="budget given back")
-    assert await deliver(http, server) == (200, "accepted")
-
-
 async def test_a_silent_tls_handshake_is_cut_off_at_the_client_timeout(
     start_relay: StartRelay, redis_url: str, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from relay.operator.security import (
     SECURITY,
@@ -19,6 +20,7 @@ from relay.operator.security import (
     session_of,
 )
 from relay.receiver.admin import admin_app
+from tests.support.backends import BACKENDS, backend_client
 
 TOKEN = "operator-token-4c1f9a2e7b"
 
@@ -103,7 +105,15 @@ async def guarded() -> AsyncIterator[Guarded]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
+async def cookieless_http() -> AsyncIterator[aiohttp.ClientSession]:
     """A client that keeps no cookies unless the test hands them over itself."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         yield session
+
+
+@pytest.fixture(params=BACKENDS)
+async def either_client(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
+    """A flushed database on a real single Redis, then on a real Cluster: the operator's
+    reads name one key per call, and an event's keys lie in several slots."""
+    async for client in backend_client(request):
+        yield client

@@ -12,27 +12,27 @@ from tests.test_settings import run_cli
 
 
 async def test_the_relay_guards_its_operator_paths_once_the_token_is_set(
-    start_relay: StartRelay, redis_url: str, http: aiohttp.ClientSession
+    start_relay: StartRelay, redis_url: str, cookieless_http: aiohttp.ClientSession
 ) -> None:
     server = await start_relay(redis_url, RELAY_ADMIN_TOKEN=TOKEN)
     admin = f"http://127.0.0.1:{server.admin_port}"
-    async with http.get(f"{admin}/api/nothing") as response:
+    async with cookieless_http.get(f"{admin}/api/nothing") as response:
         assert response.status == 401
         assert response.headers["Cache-Control"] == "no-store"
     bearer = {"Authorization": f"Bearer {TOKEN}"}
-    async with http.get(f"{admin}/api/nothing", headers=bearer) as response:
+    async with cookieless_http.get(f"{admin}/api/nothing", headers=bearer) as response:
         assert response.status == 404
         assert (await response.json())["error"] == "not_found"
-    async with http.get(f"{admin}/readyz") as response:
+    async with cookieless_http.get(f"{admin}/readyz") as response:
         assert response.status == 200
 
 
 async def test_without_the_token_the_relay_has_no_operator_paths(
-    start_relay: StartRelay, redis_url: str, http: aiohttp.ClientSession
+    start_relay: StartRelay, redis_url: str, cookieless_http: aiohttp.ClientSession
 ) -> None:
     server = await start_relay(redis_url)
     admin = f"http://127.0.0.1:{server.admin_port}"
-    async with http.get(f"{admin}/api/nothing") as response:
+    async with cookieless_http.get(f"{admin}/api/nothing") as response:
         assert response.status == 404
         assert "Cache-Control" not in response.headers
 

@@ -48,19 +48,21 @@ async def relay(start_relay: StartRelay, redis_url: str) -> RelayServer:
 
 
 async def call(
-    http: aiohttp.ClientSession, relay: RelayServer, method: str, path: str,
+    cookieless_http: aiohttp.ClientSession, relay: RelayServer, method: str, path: str,
     body: Any = None, headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:  # fmt: skip
     url = f"http://127.0.0.1:{relay.admin_port}{path}"
     sent = AUTH if headers is None else headers
-    async with http.request(method, url, json=body, headers=sent) as response:
+    async with cookieless_http.request(method, url, json=body, headers=sent) as response:
         return response.status, await response.json(content_type=None)
 
 
-async def deliver(http: aiohttp.ClientSession, relay: RelayServer, msg_id: str, ex: str) -> None:
+async def deliver(
+    cookieless_http: aiohttp.ClientSession, relay: RelayServer, msg_id: str, ex: str
+) -> None:
     body = event_body(extraction_id=ex)
     url = f"http://127.0.0.1:{relay.public_port}/webhooks/anyformat"
-    async with http.post(url, data=body, headers=sign(body, msg_id=msg_id)) as response:
+    async with cookieless_http.post(url, data=body, headers=sign(body, msg_id=msg_id)) as response:
         assert response.status == 200
 
 
@@ -80,90 +82,96 @@ async def dead_letters(redis_url: str, count: int) -> list[str]:
         await client.aclose()
 
 
-async def finished(http: aiohttp.ClientSession, relay: RelayServer, job: str) -> dict[str, Any]:
+async def finished(
+    cookieless_http: aiohttp.ClientSession, relay: RelayServer, job: str
+) -> dict[str, Any]:
     async def ended() -> dict[str, Any] | None:
-        status, document = await call(http, relay, "GET", f"/api/jobs/{job}")
+        status, document = await call(cookieless_http, relay, "GET", f"/api/jobs/{job}")
         assert status == 200
-        return None if document["state"] == "running" else dict(document)
+        return dict(document) if document["state"] != "running" else None
 
-    result: dict[str, Any] = await wait_for(ended, what=f"job {job} ended")
-    return result
+    return await wait_for(ended, what=f"job {job} no longer running", within=10)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
 async def test_each_endpoint_wants_the_token_and_takes_the_right_one(
-    relay: RelayServer, http: aiohttp.ClientSession, method: str, path: str, body: Any
+    relay: RelayServer, cookieless_http: aiohttp.ClientSession, method: str, path: str, body: Any
 ) -> None:
     for wrong in ({}, {"Authorization": "Bearer not-the-token-at-all"}):
-        status, document = await call(http, relay, method, path, body, headers=wrong)
+        status, document = await call(cookieless_http, relay, method, path, body, headers=wrong)
         assert (status, document) == (401, {"error": "unauthorized"})
-    status, _ = await call(http, relay, method, path, body)
+    status, _ = await call(cookieless_http, relay, method, path, body)
     assert status in (200, 404)  # answered (404: no such event or job)
 
 
 async def test_a_cross_site_post_is_refused_and_changes_nothing(
-    relay: RelayServer, http: aiohttp.ClientSession, redis_sync: redis.Redis
+    relay: RelayServer, cookieless_http: aiohttp.ClientSession, redis_sync: redis.Redis
 ) -> None:
     path = f"/api/streams/{ENCODED}/groups/billing/pause"
     status, _ = await call(
-        http, relay, "POST", path, headers={**AUTH, "Sec-Fetch-Site": "cross-site"}
+        cookieless_http, relay, "POST", path, headers={**AUTH, "Sec-Fetch-Site": "cross-site"}
     )
     assert status == 403 and not redis_sync.exists(pause_key(STREAM))
     status, _ = await call(
-        http, relay, "POST", path, headers={**AUTH, "Sec-Fetch-Site": "same-origin"}
+        cookieless_http, relay, "POST", path, headers={**AUTH, "Sec-Fetch-Site": "same-origin"}
     )
     assert status == 200 and redis_sync.hexists(pause_key(STREAM), "billing")
 
 
 async def test_an_event_is_found_by_id_and_by_extraction_id(
-    relay: RelayServer, http: aiohttp.ClientSession
+    relay: RelayServer, cookieless_http: aiohttp.ClientSession
 ) -> None:
-    await deliver(http, relay, "msg_1", "ex-1")
-    await deliver(http, relay, "msg_1", "ex-1")  # a re-delivery
-    status, trail = await call(http, relay, "GET", "/api/events/msg_1")
+    await deliver(cookieless_http, relay, "msg_1", "ex-1")
+    await deliver(cookieless_http, relay, "msg_1", "ex-1")  # a re-delivery
+    status, trail = await call(cookieless_http, relay, "GET", "/api/events/msg_1")
     assert status == 200
     assert (trail["id"], trail["extraction_id"], trail["duplicates"]) == ("msg_1", "ex-1", 1)
     assert [s["stream"] for s in trail["streams"]] == [
         STREAM,
         "anyformat:events:extraction.completed",
     ]
-    assert await call(http, relay, "GET", "/api/events/msg_2") == (
+    assert await call(cookieless_http, relay, "GET", "/api/events/msg_2") == (
         404, {"error": "not_found", "id": "msg_2"}
     )  # fmt: skip
-    status, found = await call(http, relay, "GET", "/api/events?extraction_id=ex-1")
+    status, found = await call(cookieless_http, relay, "GET", "/api/events?extraction_id=ex-1")
     assert status == 200 and [e["id"] for e in found["events"]] == ["msg_1"]
-    status, refused = await call(http, relay, "GET", "/api/events")
+    status, refused = await call(cookieless_http, relay, "GET", "/api/events")
     assert (status, refused["error"]) == (400, "bad_request")
 
 
 async def test_dead_letters_are_listed_counted_and_replayed_once(
-    relay: RelayServer, http: aiohttp.ClientSession, redis_url: str, redis_sync: redis.Redis
+    relay: RelayServer,
+    cookieless_http: aiohttp.ClientSession,
+    redis_url: str,
+    redis_sync: redis.Redis,
 ) -> None:
     for n in range(12):
-        await deliver(http, relay, f"msg_{n}", f"ex-{n}")
+        await deliver(cookieless_http, relay, f"msg_{n}", f"ex-{n}")
     dlq_ids = await dead_letters(redis_url, 12)
     base = f"/api/streams/{ENCODED}/dead-letters"
 
-    status, page = await call(http, relay, "GET", f"{base}?group=billing&limit=5")
+    status, page = await call(cookieless_http, relay, "GET", f"{base}?group=billing&limit=5")
     assert status == 200 and [d["entry_id"] for d in page["dead_letters"]] == dlq_ids[::-1][:5]
     assert page["next"] == dlq_ids[-5]
-    status, rest = await call(http, relay, "GET", f"{base}?group=billing&after={page['next']}")
+    status, rest = await call(
+        cookieless_http, relay, "GET", f"{base}?group=billing&after={page['next']}"
+    )
     assert [d["entry_id"] for d in rest["dead_letters"]] == dlq_ids[::-1][5:]
-    status, none = await call(http, relay, "GET", f"{base}?group=audit")
+    status, none = await call(cookieless_http, relay, "GET", f"{base}?group=audit")
     assert none == {"dead_letters": [], "next": None}
-    assert (await call(http, relay, "GET", f"{base}?since=yesterday"))[0] == 400
+    assert (await call(cookieless_http, relay, "GET", f"{base}?since=yesterday"))[0] == 400
 
     selection = {"filter": {"group": "billing", "error": "boom"}}
     status, preview = await call(
-        http, relay, "POST", f"{base}/replay", {**selection, "dry_run": True}
+        cookieless_http, relay, "POST", f"{base}/replay", {**selection, "dry_run": True}
     )
     assert (status, preview) == (200, {"matched": 12, "sample": dlq_ids[:10]})
     assert redis_sync.xlen(dlq_stream(STREAM)) == 12  # a dry run changes nothing
 
     with structlog.testing.capture_logs() as logs:
-        status, started = await call(http, relay, "POST", f"{base}/replay", selection)
+        status, started = await call(cookieless_http, relay, "POST", f"{base}/replay", selection)
         assert status == 202
-        job = await finished(http, relay, started["job"])
+        job = await finished(cookieless_http, relay, started["job"])
     assert (job["state"], job["total"], job["done"], job["skipped"]) == ("done", 12, 12, 0)
     [audit] = [line for line in logs if line["event"] == "audit"]
     assert audit["action"] == "replay" and audit["stream"] == STREAM
@@ -172,50 +180,53 @@ async def test_dead_letters_are_listed_counted_and_replayed_once(
     ids = Counter(f[b"id"] for _, f in redis_sync.xrange(STREAM))
     assert len(ids) == 12 and set(ids.values()) == {2}
 
-    status, again = await call(http, relay, "POST", f"{base}/replay", selection)
-    job = await finished(http, relay, again["job"])
+    status, again = await call(cookieless_http, relay, "POST", f"{base}/replay", selection)
+    job = await finished(cookieless_http, relay, again["job"])
     assert (job["total"], job["done"]) == (0, 0)  # submitted twice: acted on once
     assert redis_sync.xlen(STREAM) == 24
 
 
 async def test_one_job_per_stream_and_a_selection_is_checked(
-    relay: RelayServer, http: aiohttp.ClientSession, redis_url: str, redis_sync: redis.Redis
+    relay: RelayServer,
+    cookieless_http: aiohttp.ClientSession,
+    redis_url: str,
+    redis_sync: redis.Redis,
 ) -> None:
-    await deliver(http, relay, "msg_1", "ex-1")
+    await deliver(cookieless_http, relay, "msg_1", "ex-1")
     [dlq_id] = await dead_letters(redis_url, 1)
     base = f"/api/streams/{ENCODED}/dead-letters"
     redis_sync.set(lock_key(STREAM), "elsewhere", px=30_000)
-    assert await call(http, relay, "POST", f"{base}/purge", {"ids": [dlq_id]}) == (
+    assert await call(cookieless_http, relay, "POST", f"{base}/purge", {"ids": [dlq_id]}) == (
         409, {"error": "job_running", "job": "elsewhere"}
     )  # fmt: skip
     redis_sync.delete(lock_key(STREAM))
     for bad in ({}, {"ids": ["garbage"]}, {"filter": {"colour": "red"}}, [1, 2]):
-        status, document = await call(http, relay, "POST", f"{base}/purge", bad)
+        status, document = await call(cookieless_http, relay, "POST", f"{base}/purge", bad)
         assert (status, document["error"]) == (400, "bad_request"), bad
-    status, started = await call(http, relay, "POST", f"{base}/purge", {"ids": [dlq_id]})
+    status, started = await call(cookieless_http, relay, "POST", f"{base}/purge", {"ids": [dlq_id]})
     assert status == 202
-    assert (await finished(http, relay, started["job"]))["done"] == 1
+    assert (await finished(cookieless_http, relay, started["job"]))["done"] == 1
     assert redis_sync.xlen(dlq_stream(STREAM)) == 0
     unknown = quote("not:a:routed:stream", safe="")
-    status, document = await call(http, relay, "POST", f"/api/streams/{unknown}/dead-letters/purge",
-                                  {"ids": [dlq_id]})  # fmt: skip
+    path = f"/api/streams/{unknown}/dead-letters/purge"
+    status, document = await call(cookieless_http, relay, "POST", path, {"ids": [dlq_id]})
     assert (status, document["error"]) == (404, "unknown_stream")
 
 
 async def test_any_relay_reports_and_cancels_a_job(
-    relay: RelayServer, http: aiohttp.ClientSession, redis_url: str
+    relay: RelayServer, cookieless_http: aiohttp.ClientSession, redis_url: str
 ) -> None:
     """A job another relay runs (here: submitted, its runner not started yet) is reported
     and cancelled through this one: jobs live in Redis."""
-    await deliver(http, relay, "msg_1", "ex-1")
+    await deliver(cookieless_http, relay, "msg_1", "ex-1")
     await dead_letters(redis_url, 1)
-    assert (await call(http, relay, "POST", "/api/jobs/nope/cancel"))[0] == 404
+    assert (await call(cookieless_http, relay, "POST", "/api/jobs/nope/cancel"))[0] == 404
     client = Redis.from_url(redis_url)
     try:
         job = await submit(client, STREAM, "purge", Selection(filter=Filter()))
-        status, document = await call(http, relay, "GET", f"/api/jobs/{job.id}")
+        status, document = await call(cookieless_http, relay, "GET", f"/api/jobs/{job.id}")
         assert (status, document["state"], document["total"]) == (200, "running", 1)
-        status, document = await call(http, relay, "POST", f"/api/jobs/{job.id}/cancel")
+        status, document = await call(cookieless_http, relay, "POST", f"/api/jobs/{job.id}/cancel")
         assert (status, document["state"]) == (200, "cancelled")
         assert await job.run() == "cancelled"  # its runner stops at once
         assert await client.xlen(dlq_stream(STREAM)) == 1
@@ -224,14 +235,14 @@ async def test_any_relay_reports_and_cancels_a_job(
 
 
 async def test_pause_and_resume_a_group(
-    relay: RelayServer, http: aiohttp.ClientSession, redis_sync: redis.Redis
+    relay: RelayServer, cookieless_http: aiohttp.ClientSession, redis_sync: redis.Redis
 ) -> None:
     path = f"/api/streams/{ENCODED}/groups/billing"
     with structlog.testing.capture_logs() as logs:
-        status, document = await call(http, relay, "POST", f"{path}/pause")
+        status, document = await call(cookieless_http, relay, "POST", f"{path}/pause")
         assert (status, document["paused"], document["changed"]) == (200, True, True)
         assert redis_sync.hexists(pause_key(STREAM), "billing")
-        status, document = await call(http, relay, "POST", f"{path}/resume")
+        status, document = await call(cookieless_http, relay, "POST", f"{path}/resume")
         assert (status, document["paused"]) == (200, False)
     assert not redis_sync.exists(pause_key(STREAM))
     audits = [
@@ -239,5 +250,7 @@ async def test_pause_and_resume_a_group(
     ]
     assert audits == [("pause", "billing", "127.0.0.1"), ("resume", "billing", "127.0.0.1")]
     unknown = quote("somewhere:else", safe="")
-    status, _ = await call(http, relay, "POST", f"/api/streams/{unknown}/groups/billing/pause")
+    status, _ = await call(
+        cookieless_http, relay, "POST", f"/api/streams/{unknown}/groups/billing/pause"
+    )
     assert status == 404

@@ -24,9 +24,11 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 STREAM = "anyformat:events"
 
 
-async def get(http: aiohttp.ClientSession, server: RelayServer, path: str) -> dict[str, Any]:
+async def get(
+    cookieless_http: aiohttp.ClientSession, server: RelayServer, path: str
+) -> dict[str, Any]:
     url = f"http://127.0.0.1:{server.admin_port}{path}"
-    async with http.get(url, headers=BEARER) as response:
+    async with cookieless_http.get(url, headers=BEARER) as response:
         assert response.status == 200, await response.text()
         document: dict[str, Any] = await response.json()
         return document
@@ -47,11 +49,14 @@ def fill(client: redis.Redis) -> list[bytes]:
 
 
 async def test_streams_show_what_redis_says(
-    start_relay: StartRelay, redis_url: str, redis_sync: redis.Redis, http: aiohttp.ClientSession
+    start_relay: StartRelay,
+    redis_url: str,
+    redis_sync: redis.Redis,
+    cookieless_http: aiohttp.ClientSession,
 ) -> None:
     ids = fill(redis_sync)
     server = await start_relay(redis_url, RELAY_ADMIN_TOKEN=TOKEN)
-    document = await get(http, server, "/api/streams")
+    document = await get(cookieless_http, server, "/api/streams")
     by_name = {row["stream"]: row for row in document["streams"]}
     assert set(by_name) == set(server.relay.streams())
     row = by_name[STREAM]
@@ -81,22 +86,22 @@ async def test_streams_show_what_redis_says(
 
 
 async def test_streams_are_503_while_redis_is_away(
-    start_relay: StartRelay, http: aiohttp.ClientSession
+    start_relay: StartRelay, cookieless_http: aiohttp.ClientSession
 ) -> None:
     from tests.support.redis_server import free_port
 
     server = await start_relay(f"redis://127.0.0.1:{free_port()}/0", RELAY_ADMIN_TOKEN=TOKEN)
     url = f"http://127.0.0.1:{server.admin_port}/api/streams"
-    async with http.get(url, headers=BEARER) as response:
+    async with cookieless_http.get(url, headers=BEARER) as response:
         assert response.status == 503
         assert await response.json() == {"error": "redis_unavailable"}
 
 
 async def test_registration_off_shows_the_static_secrets_fingerprints_only(
-    start_relay: StartRelay, redis_url: str, http: aiohttp.ClientSession
+    start_relay: StartRelay, redis_url: str, cookieless_http: aiohttp.ClientSession
 ) -> None:
     server = await start_relay(redis_url, RELAY_ADMIN_TOKEN=TOKEN)
-    document = await get(http, server, "/api/registration")
+    document = await get(cookieless_http, server, "/api/registration")
     assert document["state"] == "off" and document["webhook_id"] is None
     assert document["secret_fingerprints"] == [
         "sha256:" + hashlib.sha256(SECRET.encode()).hexdigest()[:16]
@@ -108,11 +113,11 @@ async def test_registration_shows_the_subscription_and_never_its_secret(
     start_relay: StartRelay,
     redis_url: str,
     fake_api: FakeAnyFormat,
-    http: aiohttp.ClientSession,
+    cookieless_http: aiohttp.ClientSession,
 ) -> None:
     server = await start_relay(redis_url, RELAY_ADMIN_TOKEN=TOKEN, **registering(fake_api))
     await wait_for(lambda: server.relay.registration.state == "registered", what="registered")
-    document = await get(http, server, "/api/registration")
+    document = await get(cookieless_http, server, "/api/registration")
     [webhook] = fake_api.for_url(PUBLIC_URL)
     secret = only_secret(fake_api)
     assert (document["webhook_id"], document["url"]) == (webhook["id"], PUBLIC_URL)
@@ -130,7 +135,7 @@ async def test_a_rejected_api_key_shows_as_the_state_and_the_last_error(
     start_relay: StartRelay,
     redis_url: str,
     fake_api: FakeAnyFormat,
-    http: aiohttp.ClientSession,
+    cookieless_http: aiohttp.ClientSession,
 ) -> None:
     first = await start_relay(redis_url, **registering(fake_api))
     await wait_for(lambda: first.relay.registration.state == "registered", what="registered")
@@ -140,7 +145,7 @@ async def test_a_rejected_api_key_shows_as_the_state_and_the_last_error(
     await wait_for(
         lambda: server.relay.registration.state == "api_key_rejected", what="the key rejected"
     )
-    document = await get(http, server, "/api/registration")
+    document = await get(cookieless_http, server, "/api/registration")
     assert document["state"] == "api_key_rejected"
     assert "rejected ANYFORMAT_API_KEY" in document["last_api_error"]
     assert API_KEY not in str(document)
@@ -152,7 +157,7 @@ async def test_reconciliation_shows_the_last_sweep_from_any_relay(
     redis_sync: redis.Redis,
     fake_api: FakeAnyFormat,
     org: Organisation,  # noqa: F811
-    http: aiohttp.ClientSession,
+    cookieless_http: aiohttp.ClientSession,
 ) -> None:
     set_heartbeat(redis_sync, 2 * 3600)
     workflow = org.workflow()
@@ -163,20 +168,20 @@ async def test_reconciliation_shows_the_last_sweep_from_any_relay(
     # Another replica, not the one that swept, reports it alike.
     other = await start_relay(redis_url, RELAY_ADMIN_TOKEN=TOKEN, RELAY_ADMIN_PORT=0)
     for server in (sweeping, other):
-        document = await get(http, server, "/api/reconciliation")
+        document = await get(cookieless_http, server, "/api/reconciliation")
         last = document["last_sweep"]
         assert (last["outcome"], last["reason"], last["events_written"]) == ("ok", "gap", 2)
         assert last["runs_seen"] >= 2
         assert last["started"] <= last["finished"]
         assert last["window"]["since"] < last["window"]["until"]
         assert document["last_error"] is None and document["gap_since"] is None
-    assert (await get(http, sweeping, "/api/reconciliation"))["next_sweep"].endswith("Z")
-    assert (await get(http, other, "/api/reconciliation"))["enabled"] is False
+    assert (await get(cookieless_http, sweeping, "/api/reconciliation"))["next_sweep"].endswith("Z")
+    assert (await get(cookieless_http, other, "/api/reconciliation"))["enabled"] is False
 
 
 async def test_a_failed_sweep_is_the_last_error(
     client: redis.asyncio.Redis, start_relay: StartRelay, redis_url: str,
-    http: aiohttp.ClientSession,
+    cookieless_http: aiohttp.ClientSession,
 ) -> None:  # fmt: skip
     await SharedState(client, "anyformat").record_sweep(
         {"reason": "periodic", "started_at": 1.0, "finished_at": 2.0, "since": 0.0,
@@ -184,7 +189,7 @@ async def test_a_failed_sweep_is_the_last_error(
          "runs_seen": None, "events_written": None}
     )  # fmt: skip
     server = await start_relay(redis_url, RELAY_ADMIN_TOKEN=TOKEN)
-    document = await get(http, server, "/api/reconciliation")
+    document = await get(cookieless_http, server, "/api/reconciliation")
     assert document["last_error"] == "AnyFormat answered 503"
     assert document["last_sweep"]["started"] == "1970-01-01T00:00:01.000Z"
     assert document["next_sweep"] is None  # this relay does not reconcile

@@ -8,6 +8,7 @@ from tests.conftest import StartRelay
 from tests.support.http import relay_metrics
 from tests.support.redis_server import RedisServer
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for
 
 
 async def test_redis_stopped_and_restarted_during_a_run(
@@ -55,3 +56,23 @@ async def test_the_relay_starts_while_redis_is_down_and_serves_once_it_is_up(
     own_redis.start()
     async with http.post(endpoint, data=body, headers=sign(body)) as response:
         assert response.status == 200
+
+
+async def test_relay_ready_follows_readiness_with_nothing_probing(
+    start_relay: StartRelay, own_redis: RedisServer, http: aiohttp.ClientSession
+) -> None:
+    """The gauge behind the RelayNotReady alert: what /readyz would answer, sampled by the
+    relay itself (no /readyz request is made here)."""
+    server = await start_relay(own_redis.url, RELAY_REDIS_TIMEOUT=1)
+
+    async def ready_is(value: str) -> None:
+        async def shows() -> bool:
+            return f"\nrelay_ready {value}\n" in await relay_metrics(http, server)
+
+        await wait_for(shows, what=f"relay_ready {value}", within=20)
+
+    await ready_is("1.0")
+    own_redis.stop()
+    await ready_is("0.0")
+    own_redis.start()
+    await ready_is("1.0")

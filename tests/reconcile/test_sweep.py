@@ -9,11 +9,12 @@ import redis
 from redis.asyncio import Redis
 
 from relay.ingest.envelope import parse_envelope
+from relay.reconcile.api import RunsApi
 from relay.reconcile.sweep import Sweep
 from relay.reconcile.window import Window
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
-from tests.reconcile.conftest import Organisation, ago
+from tests.reconcile.conftest import EVENTS, Organisation, ago
 from tests.reconcile.relays import webhook_body
 from tests.support.fake_anyformat import FakeAnyFormat
 
@@ -187,3 +188,31 @@ async def test_an_event_whose_webhook_came_is_skipped_and_a_late_webhook_is_a_du
     routed(org, redis_sync)
     [first] = [f for f in entries(redis_sync, STREAMS[0]).values() if "source" not in f]
     assert first["id"] == f"msg_{delivered}_processed"  # the webhook's entry stays as it was
+
+
+async def test_traced_a_sweep_is_one_internal_span_parent_of_a_send_span_per_entry_written(
+    runs_api: RunsApi, client: Redis, org: Organisation, redis_sync: redis.Redis
+) -> None:
+    from tests.support.tracing import ids_in, in_memory_tracing, traceparent_of
+
+    workflow = org.workflow()
+    org.finished(workflow, "processed", seconds_ago=60)
+    org.finished(workflow, "error", seconds_ago=120)
+    with in_memory_tracing() as (tracing, exporter):
+        writer = FanoutWriter(client, dedupe_ttl=3600, tracing=tracing)
+        sweep = Sweep(runs_api, client, writer, Router("anyformat"), EVENTS)
+        await sweep.run(last(HOUR))
+        spans = exporter.get_finished_spans()
+    [swept] = [s for s in spans if s.name == "reconcile sweep"]
+    assert swept.kind.name == "INTERNAL" and swept.parent is None
+    sends = {traceparent_of(s): s for s in spans if s is not swept}
+    assert len(sends) == 4  # two events, each in anyformat:events and its own stream
+    for send in sends.values():
+        assert send.kind.name == "PRODUCER"
+        assert send.parent is not None and send.parent.span_id == swept.context.span_id
+    carried = [
+        ids_in(fields[b"traceparent"])
+        for stream in STREAMS
+        for _, fields in redis_sync.xrange(stream)
+    ]
+    assert sorted(carried) == sorted(sends)

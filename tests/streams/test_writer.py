@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -227,3 +228,51 @@ async def test_an_error_on_a_later_stream_keeps_the_earlier_ones_whole_and_a_ret
     retried = await writer.write(entry(), ["s:a", "s:b"])
     assert retried[0] is None and retried[1] is not None
     assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 1
+
+
+@pytest.fixture(params=["redis-server", "cluster"])
+async def any_client(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Redis]:
+    """A single Redis (one command for every stream) or a Cluster (one per hash slot)."""
+    if request.param == "cluster":
+        from redis.asyncio import RedisCluster
+
+        cluster = request.getfixturevalue("redis_cluster")
+        client: Redis = RedisCluster.from_url(cluster.url)  # type: ignore[assignment]
+    else:
+        client = Redis.from_url(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+async def test_traced_each_streams_entry_carries_its_own_send_span_and_a_duplicate_none(
+    any_client: Redis,
+) -> None:
+    from tests.support.tracing import ids_in, in_memory_tracing, traceparent_of
+
+    streams = [f"traced:{n}" for n in range(6)]  # spread over the cluster's slots
+    with in_memory_tracing() as (tracing, exporter):
+        writer = FanoutWriter(any_client, dedupe_ttl=60, tracing=tracing)
+        entries = [entry(f"msg_{n}") for n in range(10)]
+        written = await asyncio.gather(*(writer.write(e, streams) for e in entries))
+        assert await writer.write(entries[0], streams) == [None] * len(streams)
+        spans = exporter.get_finished_spans()
+    assert len(spans) == len(streams) * len(entries)  # the duplicate made none
+    by_ids = {traceparent_of(span): span for span in spans}
+    for stream in streams:
+        found = await any_client.xrange(stream)
+        assert len(found) == len(entries)
+        for entry_id, fields in found:
+            span = by_ids[ids_in(fields[b"traceparent"])]
+            assert span.name == f"send {stream}"
+            assert span.attributes["messaging.message.id"] == entry_id.decode()
+            assert span.attributes["messaging.destination.name"] == stream
+    assert all(all(ids) for ids in written)
+
+
+async def test_untraced_entries_carry_no_trace_fields(client: Redis) -> None:
+    writer = FanoutWriter(client, dedupe_ttl=60)
+    await writer.write(entry(), ["s:a", "s:b"])
+    for stream in ("s:a", "s:b"):
+        [(_, fields)] = await client.xrange(stream)
+        assert b"traceparent" not in fields and b"tracestate" not in fields

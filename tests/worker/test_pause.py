@@ -25,8 +25,8 @@ def parked(running: Running) -> bool:
     return running.worker.pause.waiting == 2
 
 
-async def lag(client: Redis) -> int:
-    [group] = await client.xinfo_groups(STREAM)
+async def lag(backend_client: Redis) -> int:
+    [group] = await backend_client.xinfo_groups(STREAM)
     return int(group["lag"])
 
 
@@ -86,5 +86,5 @@ async def test_every_worker_of_the_group_honours_it(
     assert not await is_paused(backend_client, STREAM, "audit")
 
 
-async def _pending_is(client: Redis, count: int) -> bool:
-    return int((await client.xpending(STREAM, GROUP))["pending"]) == count
+async def _pending_is(backend_client: Redis, count: int) -> bool:
+    return int((await backend_client.xpending(STREAM, GROUP))["pending"]) == count

@@ -102,11 +102,16 @@ def test_worker_metrics_endpoint(own_redis: RedisServer) -> None:
         import urllib.request
 
         url = f"http://127.0.0.1:{process.admin_port}/metrics"
-        with urllib.request.urlopen(url) as response:
-            text = response.read().decode()
+        handled = f'relay_worker_handled_total{{group="{GROUP}",stream="{STREAM}"}} 1.0'
+
+        def counted() -> str | None:  # counted just after the ack: not in the same instant
+            with urllib.request.urlopen(url) as response:
+                text = response.read().decode()
+            return text if handled in text else None
+
+        text = process.wait_for(counted, what="the handled entry counted on /metrics")
     finally:
         assert process.terminate() == 0
-    assert f'relay_worker_handled_total{{group="{GROUP}",stream="{STREAM}"}} 1.0' in text
     assert "relay_worker_handler_duration_seconds_bucket" in text
     assert "relay_worker_in_flight" in text
     labels = f'{{group="{GROUP}",stream="{STREAM}"}}'

@@ -11,7 +11,10 @@
 -- ARGV[4]  the body's digest ('' for none: no conflict check)
 -- ARGV[5]  received_at (Unix ms); ARGV[6] the event; ARGV[7] the extraction id ('' for none)
 -- ARGV[8 .. 7+n]  dedupe marks (the message id first, then the content mark if any)
--- ARGV[8+n ..]    the entry's field/value pairs
+-- ARGV[8+n]       p, how many per-stream field/value items follow for EACH stream (0 or
+--                 an even number: the trace context of each stream's own send span)
+-- ARGV[9+n ..]    p items for the first stream, then p for the second, ... (KEYS order)
+-- then            the entry's field/value pairs, the same for every stream
 --
 -- The trail record of the first mark, in the first stream of the call: "<entry id> <digest>
 -- <duplicates> <received_at> <length of event> <event><extraction id>" (the event and the
@@ -36,6 +39,8 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local window = tonumber(ARGV[1])
 local horizon = now - window
 local last_mark = 7 + tonumber(ARGV[3])
+local per_stream = tonumber(ARGV[last_mark + 1])
+local first_field = last_mark + 2 + per_stream * (#KEYS / 4)
 local digest, event, extraction = ARGV[4], ARGV[6], ARGV[7]
 local first = ARGV[8]
 local record_tail = ' 0 ' .. ARGV[5] .. ' ' .. #event .. ' ' .. event .. extraction
@@ -112,6 +117,29 @@ local function expire(marks, records, index)
   redis.call('ZREM', marks, unpack(old))
 end
 
+-- XADD of the index-th stream: the shared fields, then its own (built only when there are).
+local function xadd(stream, index)
+  if per_stream == 0 then
+    if ARGV[2] == '0' then
+      return redis.call('XADD', stream, '*', unpack(ARGV, first_field))
+    end
+    return redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, first_field))
+  end
+  local args = {stream}
+  if ARGV[2] ~= '0' then
+    args[2], args[3], args[4] = 'MAXLEN', '~', ARGV[2]
+  end
+  args[#args + 1] = '*'
+  for i = first_field, #ARGV do
+    args[#args + 1] = ARGV[i]
+  end
+  local own = last_mark + 1 + per_stream * (index - 1)
+  for i = own + 1, own + per_stream do
+    args[#args + 1] = ARGV[i]
+  end
+  return redis.call('XADD', unpack(args))
+end
+
 local written = {}
 for k = 1, #KEYS, 4 do
   local stream, marks, records, index = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
@@ -127,12 +155,7 @@ for k = 1, #KEYS, 4 do
   if seen then
     written[#written + 1] = count_duplicate(records)
   else
-    local entry
-    if ARGV[2] == '0' then
-      entry = redis.call('XADD', stream, '*', unpack(ARGV, last_mark + 1))
-    else
-      entry = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, last_mark + 1))
-    end
+    local entry = xadd(stream, (k + 3) / 4)
     written[#written + 1] = entry
     if k == 1 then
       redis.call('HSET', records, first, entry .. ' ' .. digest .. record_tail)
