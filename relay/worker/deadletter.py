@@ -20,6 +20,7 @@ from relay.streams.append import append_once
 from relay.streams.keys import hash_tag
 
 DLQ_FIELDS = ("error", "attempts", "group", "original_id", "failed_at")
+REPLAYED_FROM = "replayed_from"  # on a replayed entry: the dead letter it came from
 MAX_ERROR_CHARS = 4000
 # Dedupe marks of dead-letter moves and replays outlive any crash-and-retry by far, and
 # do not depend on RELAY_DEDUPE_TTL.
@@ -129,7 +130,9 @@ async def replay(redis: Redis, stream: str, dlq_id: str) -> ReplayOutcome:
         return "absent"
     flat: list[str | bytes] = []
     for name, value in letter.original_fields.items():
-        flat += [name, value]
+        if name != REPLAYED_FROM:  # replayed before: only the latest replay is named
+            flat += [name, value]
+    flat += [REPLAYED_FROM, dlq_id]
     new_id = await redis.eval(
         REPLAY_SCRIPT, 2, stream, replay_marks_key(stream), MOVE_WINDOW_MS, f"replay/{dlq_id}",
         *flat,

@@ -18,6 +18,7 @@ from relay.streams.replication import ReplicaAck, ReplicationTimeout
 from relay.streams.writer import Entry, FanoutWriter
 from tests.chaos.sender import send_all
 from tests.conftest import StartRelay
+from tests.support.entry_schemas import relay_entry
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_sentinel import wait_for
 from tests.support.redis_server import RedisServer
@@ -41,7 +42,7 @@ async def client(cluster: RedisCluster) -> AsyncIterator[Redis]:
 
 
 def entry(message_id: str) -> Entry:
-    return Entry(message_id, "extraction.completed", b"{}", 1, "", "", None)
+    return relay_entry(message_id)
 
 
 async def test_each_node_confirms_its_own_streams(cluster: RedisCluster, client: Redis) -> None:

@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
 from relay.streams.trim import Retention, Trimmer
-from relay.streams.writer import Entry, FanoutWriter
+from relay.streams.writer import FanoutWriter
+from tests.support.entry_schemas import relay_entry, relay_fields
 
 STREAM = "anyformat:events"
 GROUP = "billing"
@@ -29,7 +30,7 @@ async def client(redis_url: str) -> AsyncIterator[Redis]:
 async def fill(client: Redis, count: int, stream: str = STREAM) -> list[str]:
     async with client.pipeline(transaction=False) as pipe:
         for n in range(count):
-            pipe.xadd(stream, {"n": str(n)})
+            pipe.xadd(stream, relay_fields(n))
         return [str(entry_id) for entry_id in await pipe.execute()]
 
 
@@ -85,7 +86,7 @@ async def test_an_old_pending_entry_holds_the_floor_and_stays_readable(client: R
     assert result.floor == stuck
     assert await ids(client) == written[50:]
     [(claimed_id, fields)] = await client.xclaim(STREAM, GROUP, "c2", 0, [stuck])
-    assert (claimed_id, fields) == (stuck, {"n": "50"})
+    assert (claimed_id, fields["id"]) == (stuck, "msg_50")
     await client.xack(STREAM, GROUP, stuck)
     await trim.trim(STREAM)
     assert await ids(client) == written[400:]
@@ -167,10 +168,10 @@ async def test_max_age_trims_old_entries_with_the_same_protection(client: Redis)
     await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     now_ms = int(time.time() * 1000)
     # 60 s old at most is kept: one entry just past the edge, one just inside it.
-    old = [await client.xadd(STREAM, {"n": "old"}, id=f"{now_ms - 3_600_000 + n}-1")
+    old = [await client.xadd(STREAM, relay_fields("old"), id=f"{now_ms - 3_600_000 + n}-1")
            for n in range(20)]  # fmt: skip
-    edge_out = await client.xadd(STREAM, {"n": "61s"}, id=f"{now_ms - 61_000}-1")
-    edge_in = await client.xadd(STREAM, {"n": "58s"}, id=f"{now_ms - 58_000}-1")
+    edge_out = await client.xadd(STREAM, relay_fields("61s"), id=f"{now_ms - 61_000}-1")
+    edge_in = await client.xadd(STREAM, relay_fields("58s"), id=f"{now_ms - 58_000}-1")
     fresh = await fill(client, 20)
     trim = trimmer(client, 1000, max_age_seconds=60)
     await client.xack(STREAM, GROUP, *await read(client, 10))  # the group needs old[10:]
@@ -224,7 +225,7 @@ async def test_nothing_is_lost_or_doubled_while_appends_reads_and_trims_interlea
     async def produce() -> None:
         # Bursts of 100 concurrent deliveries: the backlog runs far past the target.
         for start in range(0, total, 100):
-            entries = [Entry(f"m{n}", "extraction.completed", b"{}", 0, "", "", None)
+            entries = [relay_entry(f"m{n}")
                        for n in range(start, start + 100)]  # fmt: skip
             await asyncio.gather(*(writer.write(entry, [STREAM]) for entry in entries))
         appended.set()

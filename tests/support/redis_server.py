@@ -12,6 +12,8 @@ from pathlib import Path
 
 import redis
 
+from tests.support import entry_schemas
+
 
 def free_cluster_port() -> int:
     """A free port whose cluster bus port (+10000) is free too, both below 65536."""
@@ -70,6 +72,7 @@ class RedisServer:
                 raise RuntimeError(f"redis-server exited: {self.process.stderr.read()!r}")  # type: ignore[union-attr]
             try:
                 if self.client().ping():
+                    entry_schemas.watch(self.url)
                     return
             except redis.ConnectionError:
                 time.sleep(0.02)
@@ -77,6 +80,7 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL: no shutdown save, no final fsync."""
+        entry_schemas.unwatch(self.url, check=False)  # a crash: what it held may be lost
         if self.process is not None:
             self.process.kill()
             self.process.wait()
@@ -85,6 +89,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is None:
             return
+        entry_schemas.unwatch(self.url)
         self.process.terminate()
         try:
             self.process.wait(timeout=10)

@@ -110,6 +110,7 @@ async def _has(client: Redis, stream: str, count: int = 1) -> bool:
     return int(await client.xlen(stream)) >= count
 
 
+@pytest.mark.foreign_entries  # malformed on purpose
 @pytest.mark.parametrize(
     ("fields", "error"),
     [
