@@ -22,6 +22,7 @@ from relay.streams.routes import RoutesFile, load_routes_file
 
 DEFAULT_WEBHOOK_PATH = "/webhooks/anyformat"
 MAX_URL_LENGTH = 2083  # the provider's OpenAPI limit for webhook URLs
+MIN_ADMIN_TOKEN = 16  # with 10 tries a minute per address, guessing stays out of reach
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -112,6 +113,8 @@ class Settings(BaseSettings):
     admin_port: Port = Field(9090, validation_alias="RELAY_ADMIN_PORT")
     # Unset: the admin listener binds RELAY_HOST (what Kubernetes probes and scrapes need).
     admin_host: str | None = Field(None, min_length=1, validation_alias="RELAY_ADMIN_HOST")
+    # Unset: no operator API or console. A secret: never logged, never shown.
+    admin_token: SecretStr | None = Field(None, validation_alias="RELAY_ADMIN_TOKEN")
     client_timeout: float = Field(10.0, gt=0, validation_alias="RELAY_CLIENT_TIMEOUT")
     keepalive_timeout: float = Field(15.0, gt=0, validation_alias="RELAY_KEEPALIVE_TIMEOUT")
     max_connections: int = Field(4096, ge=1, validation_alias="RELAY_MAX_CONNECTIONS")
@@ -208,6 +211,16 @@ class Settings(BaseSettings):
     def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not _split_commas(value.get_secret_value()):
             raise ValueError("is set but holds no secret")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_TOKEN} characters (make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
         return value
 
     @field_validator("secret_encryption_key")
@@ -348,6 +361,7 @@ SECRET_FIELDS = frozenset(
         "RELAY_WEBHOOK_SECRET",
         "RELAY_SECRET_ENCRYPTION_KEY",
         "RELAY_REDIS_SENTINEL_PASSWORD",
+        "RELAY_ADMIN_TOKEN",
     }
 )
 

@@ -25,6 +25,7 @@ def dev(force_embedded: bool) -> None:
     """Run the whole loop locally: no AnyFormat account, Redis embedded if none answers."""
     import base64
     import os
+    import secrets
 
     import redis as sync_redis
     from pydantic import SecretStr
@@ -58,6 +59,12 @@ def dev(force_embedded: bool) -> None:
         if settings.signature_scheme == "hmac-sha256":
             secret = base64.b64encode(os.urandom(24)).decode()
         updates["webhook_secret"] = SecretStr(secret)
+    # The console is on in development: a token made here, printed (never in a URL: a URL
+    # lands in shell history and browser history), unless RELAY_ADMIN_TOKEN gives one.
+    console_login = "(RELAY_ADMIN_TOKEN)"
+    if settings.admin_token is None:
+        console_login = secrets.token_urlsafe(24)
+        updates["admin_token"] = SecretStr(console_login)
     embedded = None
     try:
         if force_embedded:
@@ -93,6 +100,7 @@ def dev(force_embedded: bool) -> None:
         f"""AnyFormat Relay, development mode (registration off)
   webhook URL  {url}
   admin        http://{host}:{settings.admin_port}/readyz  /metrics
+  console      http://{host}:{settings.admin_port}/console/   token {console_login}
   redis        {redis_note}
   secret       {secret}   ({settings.signature_scheme}; saved for the other commands in {path})
 

@@ -1,5 +1,6 @@
 """The admin app of both programs (``relay run`` and ``relay worker``): ``/healthz``,
-``/readyz`` and ``/metrics`` on a port never exposed to the internet.
+``/readyz`` and ``/metrics`` on a port never exposed to the internet, and (with
+``RELAY_ADMIN_TOKEN``) the operator API and console behind their guard.
 
 Each program says what alive, ready and its metrics mean; the routes, the runner and the
 listener are built here once.
@@ -7,14 +8,18 @@ listener are built here once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from relay.operator.security import OperatorSecurity
+
 # What /readyz answers: the status code and the JSON document.
 Readiness = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+# Adds operator routes (under /api/ or /console/) to the admin app.
+OperatorRoutes = Callable[[web.Application], None]
 
 
 def admin_app(
@@ -23,8 +28,14 @@ def admin_app(
     readiness: Readiness,
     metrics: Callable[[], bytes],
     server_header: str | None = None,
+    security: OperatorSecurity | None = None,
+    operator: Sequence[OperatorRoutes] = (),
 ) -> web.Application:
-    """The three routes; ``server_header`` replaces aiohttp's ``Server`` (which names it)."""
+    """The three routes; ``server_header`` replaces aiohttp's ``Server`` (which names it).
+
+    ``operator`` routes are added only with ``security`` (the token is set), and every one
+    of them is then behind it: without a token there is no operator surface at all.
+    """
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response(health)
@@ -46,6 +57,10 @@ def admin_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", serve_metrics)
+    if security is not None:
+        security.install(app)
+        for add_routes in operator:
+            add_routes(app)
     return app
 
 

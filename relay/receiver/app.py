@@ -16,7 +16,11 @@ import structlog
 from aiohttp import web
 
 from relay import __version__
+from relay.console.pages import console_routes
 from relay.ingest.connections import SERVER_HEADER, PublicSite
+from relay.operator.overview import Overview
+from relay.operator.overview_routes import overview_routes
+from relay.operator.security import OperatorSecurity
 from relay.receiver.admin import admin_app, admin_runner
 from relay.receiver.parts import Relay
 from relay.receiver.public import build_public_server
@@ -38,12 +42,17 @@ log = structlog.get_logger("relay.server")
 
 
 def build_admin_app(relay: Relay) -> web.Application:
-    """The receiver's /healthz (with its version), /readyz and /metrics."""
+    """The receiver's /healthz (with its version), /readyz and /metrics; with
+    RELAY_ADMIN_TOKEN, the operator API and console behind their guard."""
+    token = relay.settings.admin_token
+    overview = Overview(relay.redis, relay.settings, relay.streams, relay.registration)
     return admin_app(
         health={"status": "ok", "version": __version__},
         readiness=relay.ready,
         metrics=relay.scrape,
         server_header=SERVER_HEADER,
+        security=OperatorSecurity(token) if token is not None else None,
+        operator=[overview_routes(overview), console_routes(overview)],
     )
 
 

@@ -19,6 +19,7 @@ from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
 from relay.redis_client import REDIS_DOWN, check_version, redis_from_settings
+from relay.registration.keeper import RegistrationStatus
 from relay.registration.record import SecretCodec
 from relay.settings import Settings
 from relay.streams.health import StreamHealthCollector
@@ -49,6 +50,7 @@ class Relay:
     health: StreamHealthCollector = field(default_factory=StreamHealthCollector)
     version_checked: bool = False
     public: PublicServer | None = None  # built with the listener: it needs the loop
+    registration: RegistrationStatus = field(default_factory=RegistrationStatus)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Relay:

@@ -161,5 +161,6 @@ async def register(relay: Relay) -> None:
             RegistrationMetrics(relay.metrics.registry),
             can_serve=lambda: bool(secrets.keys),
             recheck_interval=settings.registration_recheck_interval,
+            status=relay.registration,
         )
         await keeper.run()

@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -190,13 +191,17 @@ class Reconciler:
     async def run_sweep(
         self, due: Plan, on_recovered: Callable[[Recovered], None] | None = None
     ) -> SweepResult:
-        """Sweep, record it in Redis when it succeeded, count it, log one line."""
+        """Sweep, record it in Redis when it succeeded, count it, log one line; its report
+        (either way) is kept for the operator API."""
         started = time.monotonic()
+        started_at = time.time()
         try:
             result = await self._sweep.run(due.window, on_recovered=on_recovered)
             await self.state.finish(due.window.since, due.window.until, time.time())
         except (ApiError, RedisError) as exc:
             self.metrics.sweeps.labels("failed").inc()
+            error = str(exc) if isinstance(exc, ApiError) else type(exc).__name__
+            await self._report(due, started_at, outcome="failed", error=error)
             log.error(
                 "reconcile_sweep",
                 outcome="failed",
@@ -210,6 +215,13 @@ class Reconciler:
         self.metrics.last_success.set(time.time())
         for recovered in result.recovered:
             self.metrics.events.labels(recovered.entry.event).inc()
+        await self._report(
+            due,
+            started_at,
+            outcome="ok",
+            runs_seen=result.runs_seen,
+            events_written=len(result.recovered),
+        )
         log.info(
             "reconcile_sweep",
             outcome="ok",
@@ -219,3 +231,20 @@ class Reconciler:
             **result.counts(),
         )
         return result
+
+    async def _report(self, due: Plan, started_at: float, **outcome: Any) -> None:
+        report = {
+            "reason": due.reason,
+            "started_at": started_at,
+            "finished_at": time.time(),
+            "since": due.window.since,
+            "until": due.window.until,
+            "runs_seen": None,
+            "events_written": None,
+            "error": None,
+            **outcome,
+        }
+        try:
+            await self.state.record_sweep(report)
+        except RedisError as exc:  # the sweep's own outcome stands; only the report is lost
+            log.warning("reconcile_report_failed", error=type(exc).__name__)

@@ -8,6 +8,9 @@
 ``epoch``       when the first relay of this Redis started: periodic sweeps never look
                 further back (a new installation does not replay the hour before it)
 
+Beside it, ``{prefix}:reconcile:last_sweep`` holds the last sweep's report (JSON, whatever
+its outcome, from whichever relay ran it): what the operator API shows on any replica.
+
 Each change is one Lua step on the one key (a single slot on Redis Cluster), so relays
 that beat, find gaps and finish sweeps at once never lose one another's updates.
 """
@@ -15,7 +18,9 @@ that beat, find gaps and finish sweeps at once never lose one another's updates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 _BEAT = """
@@ -55,6 +60,10 @@ def lock_key(prefix: str) -> str:
     return f"{prefix}:reconcile:lock"
 
 
+def last_sweep_key(prefix: str) -> str:
+    return f"{prefix}:reconcile:last_sweep"
+
+
 @dataclass(frozen=True, slots=True)
 class State:
     """The hash, in Unix seconds; ``None`` where nothing was recorded yet."""
@@ -69,6 +78,7 @@ class SharedState:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self.key = state_key(prefix)
+        self.last_sweep_key = last_sweep_key(prefix)
         self._beat = redis.register_script(_BEAT)
         self._finish = redis.register_script(_FINISH)
 
@@ -94,6 +104,15 @@ class SharedState:
         """Record a successful sweep of ``[since, until]``; a pending gap it covers is
         cleared (one found after the sweep began stays). True when a gap was cleared."""
         return bool(await self._finish(keys=[self.key], args=[_ms(since), _ms(until), _ms(done)]))
+
+    async def record_sweep(self, report: dict[str, Any]) -> None:
+        """Keep the last sweep's report (replaced as a whole)."""
+        await self._redis.set(self.last_sweep_key, orjson.dumps(report))
+
+    async def last_sweep(self) -> dict[str, Any] | None:
+        raw = await self._redis.get(self.last_sweep_key)
+        report: dict[str, Any] | None = orjson.loads(raw) if raw else None
+        return report
 
 
 def _ms(seconds: float) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -51,6 +52,19 @@ class RegistrationMetrics:
         )
 
 
+@dataclass
+class RegistrationStatus:
+    """What this relay's keeper last saw, for the operator API: ``state`` is
+    ``registering`` until the first success, then ``registered``, or what went wrong last."""
+
+    state: str = "registering"
+    checked_at: float | None = None  # Unix time of the last attempt, either way
+    error: str | None = None  # the last failure's reason (never the key)
+
+    def saw(self, state: str, error: str | None = None) -> None:
+        self.state, self.error, self.checked_at = state, error, time.time()
+
+
 class RegistrationKeeper:
     def __init__(
         self,
@@ -60,9 +74,11 @@ class RegistrationKeeper:
         can_serve: Callable[[], bool],
         recheck_interval: float,
         retire_interval: float = 5.0,
+        status: RegistrationStatus | None = None,
     ) -> None:
         """``can_serve``: whether the relay holds a signing key right now."""
         self.registrar = registrar
+        self.status = status or RegistrationStatus()
         self.metrics = metrics
         self.can_serve = can_serve
         self.recheck_interval = recheck_interval
@@ -86,6 +102,7 @@ class RegistrationKeeper:
                 self.registrar.on_record(record)
                 self.metrics.api_key_rejected.set(0)
                 self.registered = True
+                self.status.saw("registered")
                 return
             failures += 1
             await asyncio.sleep(api.retry_delay(failures, base=RETRY_BASE, cap=cap))
@@ -101,6 +118,7 @@ class RegistrationKeeper:
                     next_check = time.monotonic() + self.recheck_interval
                     self.registrar.on_record(await self.registrar.ensure())
                     self.metrics.api_key_rejected.set(0)
+                    self.status.saw("registered")
             except Exception as exc:
                 # Serving goes on with the stored secret; try again at the next round.
                 await self._survive(exc, starting=False)
@@ -108,6 +126,7 @@ class RegistrationKeeper:
     async def _survive(self, exc: Exception, *, starting: bool) -> float:
         """Log and count a failed attempt, and say how long retries may wait at most;
         re-raise it when it must stop the relay."""
+        self.status.saw(_state_after(exc), _reason(exc))
         if isinstance(exc, REDIS_DOWN):
             self.metrics.failures.labels("redis_unavailable").inc()
             log.warning("registration_waiting_for_redis", error=type(exc).__name__)
@@ -147,3 +166,22 @@ class RegistrationKeeper:
             return False
         self.registrar.on_record(record)
         return True
+
+
+def _state_after(exc: Exception) -> str:
+    if isinstance(exc, REDIS_DOWN):
+        return "waiting_for_redis"
+    if isinstance(exc, LockLost):
+        return "lock_lost"
+    if isinstance(exc, ApiKeyRejected):
+        return "api_key_rejected"
+    if isinstance(exc, ApiValidationError):
+        return "refused"
+    return "failed"
+
+
+def _reason(exc: Exception) -> str:
+    """The API's own words for its errors (they never hold the key); a type name else."""
+    if isinstance(exc, api.ApiError):
+        return str(exc)
+    return type(exc).__name__

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,16 @@ def cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def api_status(url: str, token: str) -> int:
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=10)
+    try:
+        connection.request("GET", parts.path, headers={"Authorization": f"Bearer {token}"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
 def test_the_whole_loop_with_no_redis_and_no_account(tmp_path: Path) -> None:
     no_redis = f"redis://127.0.0.1:{free_port()}/0"
     dev = RelayProcess(
@@ -42,6 +54,12 @@ def test_the_whole_loop_with_no_redis_and_no_account(tmp_path: Path) -> None:
         state = json.loads((tmp_path / ".cache/anyformat-relay/dev.json").read_text())
         assert state["secret"] in banner and state["secret"].startswith("whsec_")
         assert oct((tmp_path / ".cache/anyformat-relay/dev.json").stat().st_mode)[-3:] == "600"
+        [console] = [line.split() for line in banner.splitlines() if "console" in line]
+        assert console[1].endswith("/console/") and "?" not in console[1]  # no token in it
+        assert console[2] == "token" and len(console[3]) >= 16
+        api = console[1].replace("/console/", "/api/nothing")
+        assert api_status(api, console[3]) == 404  # let in: the printed token is the one
+        assert api_status(api, console[3] + "x") == 401
 
         sent = cli(tmp_path, "trigger", "extraction.completed", "--workflow-id", "wf-dev")
         assert sent.returncode == 0, sent.stderr
