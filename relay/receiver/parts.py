@@ -22,6 +22,7 @@ from relay.redis_client import REDIS_DOWN, check_version, redis_from_settings
 from relay.registration.keeper import RegistrationStatus
 from relay.registration.record import SecretCodec
 from relay.settings import Settings
+from relay.streams.functions import load_library
 from relay.streams.health import StreamHealthCollector
 from relay.streams.replication import ReplicaAck
 from relay.streams.routes import Router
@@ -100,6 +101,7 @@ class Relay:
             await check_version(self.redis)
             self.version_checked = True
             await self.writer.load_script()
+            await load_library(self.redis)  # the FCALLs of workers in any language
         except REDIS_DOWN as exc:
             log.warning("redis_unavailable_at_start", error=type(exc).__name__)
         await self.secrets.refresh(strict=True)

@@ -1,32 +1,27 @@
 """The dead-letter stream ``{stream}:dlq``: writing to it, inspecting it, replaying from it.
 
-Every move is an idempotent append followed by the removal of the source (``XACK`` or
-``XDEL``). A crash between the two leaves the source in place; doing the move again finds
+Every move is an idempotent append (a function of the ``relay_v1`` library, the same
+``FCALL`` workers in other languages make) followed by the removal of the source (``XACK``
+or ``XDEL``). A crash between the two leaves the source in place; doing the move again finds
 the append already made (its dedupe mark) and only finishes the removal. Nothing is lost
 and nothing doubles, and the two keys may live on different Redis Cluster shards.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any, Literal
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.crc import key_slot
 
-from relay.streams.append import append_once
-from relay.streams.keys import hash_tag
+from relay.streams.functions import DEAD_LETTER, REPLAY, fcall
+from relay.streams.keys import dedupe_key, hash_tag
 
 DLQ_FIELDS = ("error", "attempts", "group", "original_id", "failed_at")
 REPLAYED_FROM = "replayed_from"  # on a replayed entry: the dead letter it came from
-MAX_ERROR_CHARS = 4000
-# Dedupe marks of dead-letter moves and replays outlive any crash-and-retry by far, and
-# do not depend on RELAY_DEDUPE_TTL.
-MOVE_WINDOW_MS = 30 * 86_400 * 1000
-DLQ_MAXLEN = 1_000_000
-REPLAY_SCRIPT = files("relay.worker").joinpath("replay_once.lua").read_text()
+DLQ_MAXLEN = 1_000_000  # relay_v1.lua's (approximate): the AsyncAPI document states it
 
 
 def dlq_stream(stream: str) -> str:
@@ -48,28 +43,20 @@ async def dead_letter(
     error: str,
     attempts: int,
 ) -> None:
-    """Move one pending entry to the DLQ, with the contract's extra fields, then ack it."""
-    extra: dict[str, str] = {
-        "error": error[:MAX_ERROR_CHARS],
-        "attempts": str(attempts),
-        "group": group,
-        "original_id": entry_id,
-        "failed_at": str(time.time_ns() // 1_000_000),
-    }
-    flat: list[str | bytes] = []
+    """Move one pending entry to the DLQ, with the contract's extra fields, then ack it:
+    ``relay_dead_letter_v1``, acknowledging in the same call where the stream shares the
+    DLQ's slot (always on a single Redis), else by an ``XACK`` after it."""
+    dlq = dlq_stream(stream)
+    together = not isinstance(redis, RedisCluster) or key_slot(stream.encode()) == key_slot(
+        dlq.encode()
+    )
+    keys = [dlq, dedupe_key(dlq), *([stream] if together else [])]
+    flat: list[str | bytes | int] = [group, entry_id, error, attempts]
     for name, value in fields.items():
         flat += [name, value]
-    for name, text in extra.items():
-        flat += [name, text]
-    await append_once(
-        redis,
-        dlq_stream(stream),
-        [f"dead/{group}/{entry_id}"],
-        flat,
-        window_ms=MOVE_WINDOW_MS,
-        maxlen=DLQ_MAXLEN,
-    )
-    await redis.xack(stream, group, entry_id)
+    await fcall(redis, DEAD_LETTER, keys, flat)
+    if not together:
+        await redis.xack(stream, group, entry_id)
 
 
 @dataclass(frozen=True)
@@ -128,17 +115,12 @@ async def replay(redis: Redis, stream: str, dlq_id: str) -> ReplayOutcome:
     letter = await get_dead(redis, stream, dlq_id)
     if letter is None:
         return "absent"
-    flat: list[str | bytes] = []
-    for name, value in letter.original_fields.items():
-        if name != REPLAYED_FROM:  # replayed before: only the latest replay is named
-            flat += [name, value]
-    flat += [REPLAYED_FROM, dlq_id]
-    new_id = await redis.eval(
-        REPLAY_SCRIPT, 2, stream, replay_marks_key(stream), MOVE_WINDOW_MS, f"replay/{dlq_id}",
-        *flat,
-    )  # fmt: skip
+    flat: list[str | bytes] = [dlq_id]
+    for name, value in letter.fields.items():
+        flat += [name, value]
+    new_id = await fcall(redis, REPLAY, [stream, replay_marks_key(stream)], flat)
     await redis.xdel(dlq_stream(stream), dlq_id)
-    return "replayed" if new_id else "finished"
+    return "replayed" if new_id else "finished"  # "": replayed before, only the XDEL left
 
 
 async def purge(redis: Redis, stream: str, before_ms: int | None) -> int:

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from relay.options import WorkerOptions
+from relay.streams.functions import load_library
 from relay.worker.acks import AckBatcher
 from relay.worker.breaker import Breaker, Verdict
 from relay.worker.capacity import Capacity
@@ -179,6 +180,7 @@ class Worker:
             try:
                 # Redis unreachable at start is waited for (readiness: "starting").
                 await self.or_stop(self._redis_call(self._ensure_group, self.start_id))
+                await self.or_stop(self._redis_call(load_library, self.redis))
             except Stopping:
                 pass  # stopped before Redis ever answered
             else:
