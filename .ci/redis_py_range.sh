@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The micro-batch path (relay/streams/batch.py) drives redis-py's connection internals, so
+# The micro-batch path (relay/redis/batch.py) drives redis-py's connection internals, so
 # its tests and the fan-out writer's run at the lowest and at the highest redis-py that
 # pyproject.toml allows, each in a venv of its own (layered on this interpreter's packages).
 set -euo pipefail
@@ -21,5 +21,5 @@ for bound in lowest highest; do
     version=$("$venv/bin/python" -c 'import redis; print(redis.__version__)')
     echo "--- redis-py $version (the $bound that $spec allows)"
     PYTHONPATH="$PWD" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-        tests/streams/test_batch.py tests/streams/test_writer.py
+        tests/redis/test_batch.py tests/streams/test_writer.py
 done

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from redis.asyncio import Redis
 
-from relay.streams.keys import dedupe_key
+from relay.redis.keys import dedupe_key
 from relay.streams.marks import content_mark
 from relay.streams.writer import Entry, FanoutWriter
 from tests.support.redis_server import RedisServer

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis
 
-from relay.streams.keys import dedupe_key
+from relay.redis.keys import dedupe_key
 from relay.streams.marks import content_mark
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter

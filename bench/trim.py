@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis
 
-from relay.streams.keys import trim_marks_key
+from relay.redis.keys import trim_marks_key
 from relay.streams.trim import SCAN_BUDGET, Retention, Trimmer
 from relay.streams.writer import FanoutWriter
 from tests.support.redis_server import RedisServer

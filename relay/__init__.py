@@ -11,13 +11,9 @@ Prometheus) is imported on first use, so that commands which do not run a worker
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:  # the one source of the version: the package metadata, from pyproject.toml
-    __version__ = version("anyformat-relay")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from relay.version import __version__
 
 if TYPE_CHECKING:
     from relay.worker import Event, Reject, Retry, RetryPolicy, Worker

@@ -16,11 +16,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from relay import __version__
+from relay.redis.keys import dlq_stream, events_stream, unrouted_stream
 from relay.schemas import NAMES, load
 from relay.streams.routes import ANY_EVENT, Router, RoutesFile
 
 ASYNCAPI_VERSION = "3.0.0"
-DLQ_SUFFIX = ":dlq"
 EXTENSION = "x-relay"
 # Stripped when a schema is embedded: AsyncAPI's schema dialect is its own.
 JSON_SCHEMA_ONLY = ("$schema", "$id")
@@ -55,7 +55,7 @@ def _address(key: str) -> str | None:
 def _routed(stream: str, routes: RoutesFile | None, prefix: str, events: Sequence[str]) -> Any:
     """Which deliveries reach ``stream``: a list of ``{event, workflow_id?}``."""
     if routes is None:
-        if stream == f"{prefix}:events":
+        if stream == events_stream(prefix):
             return [{"event": event} for event in events]
         router = Router(prefix)
         return [{"event": e} for e in events if router.per_event_stream(e) == stream]
@@ -64,7 +64,7 @@ def _routed(stream: str, routes: RoutesFile | None, prefix: str, events: Sequenc
         if stream in rule.streams:
             matched.append({"event": rule.event, **({"workflow_id": rule.workflow_id}
                                                      if rule.workflow_id else {})})  # fmt: skip
-    if stream == f"{prefix}:unrouted":
+    if stream == unrouted_stream(prefix):
         matched.append({"event": ANY_EVENT, "matching_no_rule": "true"})
     return matched
 
@@ -137,7 +137,8 @@ def build(
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for stream in streams:
-        sid, did = channel_id(stream, taken), channel_id(stream + DLQ_SUFFIX, taken)
+        dlq = dlq_stream(stream)
+        sid, did = channel_id(stream, taken), channel_id(dlq, taken)
         channels[sid] = {
             "address": _address(stream),
             "title": stream,
@@ -147,7 +148,7 @@ def build(
             EXTENSION: {
                 "kind": "stream",
                 "key": stream,
-                "dlq": stream + DLQ_SUFFIX,
+                "dlq": dlq,
                 "routed": _routed(stream, routes, prefix, events),
                 "groups": group_list,
                 "trimming": {
@@ -159,14 +160,14 @@ def build(
             },
         }
         channels[did] = {
-            "address": _address(stream + DLQ_SUFFIX),
-            "title": stream + DLQ_SUFFIX,
+            "address": _address(dlq),
+            "title": dlq,
             "description": f"Dead letters of `{stream}`: written once per entry and group "
             "(mark `dead/<group>/<entry id>`), replayed with `relay dlq replay`.",
             "messages": {"deadLetter": {"$ref": "#/components/messages/deadLetter"}},
             EXTENSION: {
                 "kind": "dlq",
-                "key": stream + DLQ_SUFFIX,
+                "key": dlq,
                 "stream": stream,
                 "trimming": {"maxlen": dlq_maxlen, "approximate": True},
             },

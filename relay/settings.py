@@ -17,8 +17,7 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from relay.streams.keys import check_stream_name
-from relay.streams.routes import RoutesFile, load_routes_file
+from relay.redis.keys import check_stream_name
 
 DEFAULT_WEBHOOK_PATH = "/webhooks/anyformat"
 MAX_URL_LENGTH = 2083  # the provider's OpenAPI limit for webhook URLs
@@ -127,9 +126,8 @@ class Settings(BaseSettings):
     worker_index: int | None = Field(None, ge=0, validation_alias="RELAY_WORKER_INDEX")
 
     stream_prefix: str = Field("anyformat", min_length=1, validation_alias="RELAY_STREAM_PREFIX")
-    routes: Annotated[RoutesFile | None, NoDecode] = Field(
-        None, validation_alias="RELAY_ROUTES_FILE"
-    )
+    # Parsed by the routing code (relay.streams.routes), which the CLI runs at start-up.
+    routes_file: Path | None = Field(None, validation_alias="RELAY_ROUTES_FILE")
     stream_maxlen: int = Field(1_000_000, ge=1, validation_alias="RELAY_STREAM_MAXLEN")
     # Seconds; 0: no age target. Both targets spare what a consumer group still needs.
     stream_max_age: int = Field(0, ge=0, validation_alias="RELAY_STREAM_MAX_AGE")
@@ -241,11 +239,19 @@ class Settings(BaseSettings):
     def _prefix(cls, value: str) -> str:
         return check_stream_name(value)
 
-    @field_validator("routes", mode="before")
+    @field_validator("routes_file", mode="before")
     @classmethod
-    def _load_routes(cls, value: Any) -> Any:
-        if isinstance(value, str | Path):
-            return load_routes_file(value) if str(value).strip() else None
+    def _no_routes_file(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("routes_file")
+    @classmethod
+    def _routes_file_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                value.open("rb").close()
+            except OSError as exc:
+                raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
         return value
 
     @field_validator("tls_cert_file", "tls_key_file")

@@ -132,11 +132,17 @@ def test_a_secret_value_is_never_echoed_in_an_error() -> None:
     assert "very-secret" not in line
 
 
-def test_an_invalid_routes_file_names_the_variable_and_the_place(tmp_path: Path) -> None:
+def test_the_routes_file_is_checked_readable_and_left_to_the_routing_code(
+    tmp_path: Path,
+) -> None:
+    """Its content is parsed by ``relay.streams.routes`` (see tests/cli/test_failures.py
+    for the one line a bad one ends the process with)."""
     routes = tmp_path / "routes.yaml"
     routes.write_text("routes:\n  - event: x\n    streams: 5\n")
-    [line] = problems(RELAY_ROUTES_FILE=str(routes))
-    assert line.startswith(f"RELAY_ROUTES_FILE: {routes}: routes.0.streams:")
+    assert settings(RELAY_ROUTES_FILE=str(routes)).routes_file == routes
+    assert settings(RELAY_ROUTES_FILE=" ").routes_file is None
+    [line] = problems(RELAY_ROUTES_FILE=str(tmp_path))
+    assert line == f"RELAY_ROUTES_FILE: cannot read {tmp_path}: Is a directory"
 
 
 def test_a_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

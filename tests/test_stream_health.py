@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from relay import __version__
+from relay.redis.keys import dedupe_key
 from relay.streams.health import StreamHealthCollector, StreamHealthMonitor
-from relay.streams.keys import dedupe_key
 from relay.streams.writer import FanoutWriter
 from tests.conftest import StartRelay
 from tests.support.entry_schemas import dead_letter_fields, relay_entry, relay_fields

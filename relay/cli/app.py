@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from relay import __version__
+from relay.version import __version__
 
 if TYPE_CHECKING:
     from relay.settings import Settings
@@ -62,6 +62,13 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         fail(describe_errors(exc))
+    if settings.routes_file is not None:
+        from relay.streams.routes import load_routes_file
+
+        try:
+            load_routes_file(settings.routes_file)
+        except ValueError as exc:
+            fail([f"RELAY_ROUTES_FILE: {exc}"])
     warn_misspelt(settings)
     return settings
 
@@ -152,7 +159,7 @@ def dev_aware(settings: Settings) -> Settings:
 def with_redis(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     import asyncio
 
-    from relay.redis_client import redis_from_settings
+    from relay.redis.client import redis_from_settings
 
     settings = dev_aware(settings)
 

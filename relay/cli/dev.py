@@ -27,13 +27,14 @@ def dev(force_embedded: bool) -> None:
     import os
     import secrets
 
-    import redis as sync_redis
     from pydantic import SecretStr
 
     from relay.dev.embedded import start_embedded_redis
     from relay.dev.state import DevState, load_state, port_taken, save_state
     from relay.observability import configure_logging
     from relay.receiver.app import FatalError, serve
+    from relay.redis.client import answers
+    from relay.redis.keys import events_stream
     from relay.settings import mask_url
 
     settings = load_settings()
@@ -66,12 +67,9 @@ def dev(force_embedded: bool) -> None:
         console_login = secrets.token_urlsafe(24)
         updates["admin_token"] = SecretStr(console_login)
     embedded = None
-    try:
-        if force_embedded:
-            raise OSError("--embedded")
-        sync_redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5).ping()
+    if not force_embedded and answers(settings.redis_url):
         redis_note = f"{mask_url(settings.redis_url)} (answering)"
-    except (sync_redis.RedisError, OSError):
+    else:
         embedded = start_embedded_redis()
         updates["redis_url"] = embedded.url
         why = (
@@ -95,7 +93,7 @@ def dev(force_embedded: bool) -> None:
             ports=[settings.port, settings.admin_port],
         )
     )
-    stream = f"{settings.stream_prefix}:events"
+    stream = events_stream(settings.stream_prefix)
     click.echo(
         f"""AnyFormat Relay, development mode (registration off)
   webhook URL  {url}

@@ -20,14 +20,14 @@ def _masked(text: str) -> str:
 
 def describe(exc: BaseException, redis_url: str | None) -> str:
     """The one line for ``exc``; ``redis_url``: the Redis the command was using, if any."""
-    from redis.exceptions import (
+    from relay.redis.errors import (
         AuthenticationError,
         RedisClusterException,
+        RedisConnectionError,
         RedisError,
+        RedisTimeoutError,
         ResponseError,
     )
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
 
     where = f" at {_masked(redis_url)}" if redis_url else ""
     message = _masked(str(exc)) or type(exc).__name__

@@ -55,13 +55,15 @@ def asyncapi(routes_file: str | None, groups: tuple[str, ...]) -> None:
     from relay.streams.routes import load_routes_file
     from relay.worker.deadletter import DLQ_MAXLEN
 
-    settings = load_settings()
-    routes = settings.routes
+    settings = load_settings()  # a RELAY_ROUTES_FILE that does not load ends here
+    routes = None
     if routes_file is not None:
         try:
             routes = load_routes_file(routes_file)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--routes") from None
+    elif settings.routes_file is not None:
+        routes = load_routes_file(settings.routes_file)
     trimming = Trimming(settings.stream_maxlen, settings.stream_max_age,
                         settings.stream_hard_maxlen)  # fmt: skip
     document = build(

@@ -31,16 +31,15 @@ def reconcile(since: str | None, dry_run: bool) -> None:
     running relays do after a gap and every RELAY_RECONCILE_INTERVAL. Events already in a
     stream are skipped there, so running it twice writes nothing new.
     """
-    from redis.exceptions import RedisError
-
     from relay.observability import configure_logging
     from relay.reconcile.metrics import ReconcileMetrics
     from relay.reconcile.reconciler import Busy, Reconciler
     from relay.reconcile.sweep import Recovered, SweepResult
     from relay.reconcile.window import Window, parse_since
-    from relay.redis_client import redis_from_settings
+    from relay.redis.client import redis_from_settings
+    from relay.redis.errors import RedisError
     from relay.registration.client import ApiError
-    from relay.streams.routes import Router
+    from relay.streams.routes import router_for
     from relay.streams.writer import FanoutWriter
 
     settings = load_settings()
@@ -73,7 +72,7 @@ def reconcile(since: str | None, dry_run: bool) -> None:
             settings,
             redis=redis,
             writer=FanoutWriter(redis, dedupe_ttl=settings.dedupe_ttl),
-            router=Router(settings.stream_prefix, settings.routes),
+            router=router_for(settings),
             metrics=ReconcileMetrics(),
         )
         try:

@@ -35,10 +35,9 @@ def _registration_settings() -> Settings:
 
 def _with_registrar(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(registrar)``; API errors end the command with their message, exit 1."""
-    from redis.exceptions import RedisError
-
     from relay.observability import configure_logging
-    from relay.redis_client import redis_from_settings
+    from relay.redis.client import redis_from_settings
+    from relay.redis.errors import RedisError
     from relay.registration.client import AnyFormatClient, ApiError
     from relay.registration.lock import LockLost
     from relay.registration.record import SecretCodec, SecretUnreadable

@@ -38,14 +38,11 @@ def _shown(value: Any) -> Any:
     from pydantic import SecretStr
 
     from relay.settings import mask_url
-    from relay.streams.routes import RoutesFile
 
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, SecretStr):
         return "********"
-    if isinstance(value, RoutesFile):
-        return value.path
     if isinstance(value, list):
         return ",".join(mask_url(str(item)) for item in value)
     if isinstance(value, str):

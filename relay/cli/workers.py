@@ -102,6 +102,7 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
     """The dead letters of STREAM, oldest first, a page at a time."""
+    from relay.redis.keys import dlq_stream
     from relay.worker.deadletter import list_dead
 
     # One more than a page: whether there is a next page, without a second call.
@@ -124,7 +125,8 @@ def dlq_list(stream: str, limit: int, after: str | None, as_json: bool) -> None:
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     if not rows:
-        click.echo(f"no dead letters in {stream}:dlq" + (f" after {after}" if after else ""))
+        where = dlq_stream(stream) + (f" after {after}" if after else "")
+        click.echo(f"no dead letters in {where}")
         return
     table(rows, truncate={"error": 60})
     if more:
@@ -142,11 +144,12 @@ def _count(text: str) -> int | str:
 @click.argument("dlq_id", callback=entry_ids)
 def dlq_show(stream: str, dlq_id: str) -> None:
     """Every field of one dead letter, the payload pretty-printed."""
+    from relay.redis.keys import dlq_stream
     from relay.worker.deadletter import get_dead
 
     letter = with_redis(load_settings(), lambda r: get_dead(r, stream, dlq_id))
     if letter is None:
-        raise click.ClickException(f"no dead letter {dlq_id} in {stream}:dlq")
+        raise click.ClickException(f"no dead letter {dlq_id} in {dlq_stream(stream)}")
     click.echo(f"dlq_id: {letter.dlq_id}")
     for name, value in letter.fields.items():
         if name == "payload":
@@ -216,11 +219,12 @@ def parse_before(text: str) -> int:
 @click.option("--before", default=None, help="Only dead letters older than this (7d, ISO time).")
 def dlq_purge(stream: str, before: str | None) -> None:
     """Delete dead letters of STREAM: all, or those dead-lettered before --before."""
+    from relay.redis.keys import dlq_stream
     from relay.worker.deadletter import purge
 
     before_ms = parse_before(before) if before is not None else None
     removed = with_redis(load_settings(), lambda r: purge(r, stream, before_ms))
-    click.echo(f"purged {removed} dead letter(s) from {stream}:dlq")
+    click.echo(f"purged {removed} dead letter(s) from {dlq_stream(stream)}")
 
 
 @main.command()

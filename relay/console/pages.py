@@ -17,7 +17,7 @@ from aiohttp import web
 from relay.console.rendering import render
 from relay.operator.overview import Overview
 from relay.operator.security import LOGIN_PATH, SECURITY, session_of
-from relay.redis_client import REDIS_DOWN
+from relay.redis.client import REDIS_DOWN
 
 STATIC = Path(str(files("relay.console").joinpath("static")))
 REFRESH_SECONDS = 5

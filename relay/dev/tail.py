@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+
+from relay.redis.client import Redis
 
 
 async def follow(

@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisClusterException, RedisError
 
 from relay.ingest.body import (
     BodyBudget,
@@ -25,7 +24,7 @@ from relay.ingest.remote import ClientAddress
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import SignatureError, Verifier
 from relay.observability import IngestMetrics, log_delivery
-from relay.streams.replication import ReplicationTimeout
+from relay.streams.errors import ReplicationTimeout, StreamsUnavailable
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
 
@@ -175,9 +174,9 @@ class IngestHandler:
             # re-send dedupes and waits again.
             fields["replicas"] = exc.acknowledged
             return self._unavailable(fields, "replication_timeout")
-        except (RedisError, RedisClusterException) as exc:  # a cluster's is no RedisError
+        except StreamsUnavailable as exc:
             self._metrics.redis_errors.inc()
-            fields["error"] = type(exc).__name__
+            fields["error"] = exc.error
             return self._unavailable(fields, "redis_unavailable")
 
         new_entries = len(written) - written.count(None)

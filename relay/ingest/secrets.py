@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import structlog
 from pydantic import ValidationError
-from redis.asyncio import Redis
 
-from relay.redis_client import REDIS_DOWN
+from relay.redis.client import Redis
+from relay.redis.errors import REDIS_DOWN
 from relay.registration.record import (
     RegistrationRecord,
     SecretCodec,

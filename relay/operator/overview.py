@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from relay.reconcile.reconciler import plan
 from relay.reconcile.state import SharedState
+from relay.redis.client import Redis
 from relay.registration.keeper import RegistrationStatus
 from relay.registration.record import SecretCodec, load_record
 from relay.settings import Settings

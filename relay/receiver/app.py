@@ -15,7 +15,6 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from relay import __version__
 from relay.console.pages import console_routes
 from relay.ingest.connections import SERVER_HEADER, PublicSite
 from relay.operator.overview import Overview
@@ -32,11 +31,12 @@ from relay.receiver.services import (
     trimmer_for,
 )
 from relay.reconcile.reconciler import Reconciler
-from relay.redis_client import RedisTooOld
+from relay.redis.client import RedisTooOld
 from relay.registration.client import ApiError
 from relay.registration.record import SecretUnreadable
 from relay.settings import Settings
 from relay.tls import ReloadingContext
+from relay.version import __version__
 
 log = structlog.get_logger("relay.server")
 

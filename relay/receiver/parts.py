@@ -9,24 +9,23 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest, multiprocess
-from redis.asyncio import Redis
 
-from relay import __version__
 from relay.ingest.connections import PublicServer
 from relay.ingest.handler import IngestHandler
 from relay.ingest.remote import ClientAddress
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics
-from relay.redis_client import REDIS_DOWN, check_version, redis_from_settings
+from relay.redis.client import REDIS_DOWN, Redis, check_version, redis_from_settings
+from relay.redis.functions import load_library
+from relay.redis.replication import ReplicaAck
 from relay.registration.keeper import RegistrationStatus
 from relay.registration.record import SecretCodec
 from relay.settings import Settings
-from relay.streams.functions import load_library
 from relay.streams.health import StreamHealthCollector
-from relay.streams.replication import ReplicaAck
-from relay.streams.routes import Router
+from relay.streams.routes import Router, router_for
 from relay.streams.writer import FanoutWriter
+from relay.version import __version__
 
 log = structlog.get_logger("relay.server")
 
@@ -69,7 +68,7 @@ class Relay:
             public_url=settings.public_url,
             codec=codec,
         )
-        router = Router(settings.stream_prefix, settings.routes)
+        router = router_for(settings)
         ack = None
         if settings.redis_wait_replicas:
             ack = ReplicaAck(settings.redis_wait_replicas, settings.redis_wait_timeout)

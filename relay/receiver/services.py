@@ -16,7 +16,7 @@ import structlog
 from relay.receiver.parts import Relay
 from relay.reconcile.metrics import ReconcileMetrics
 from relay.reconcile.reconciler import Reconciler
-from relay.redis_client import wait_for_version
+from relay.redis.client import wait_for_version
 from relay.registration.client import AnyFormatClient
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.registrar import Registrar

@@ -20,17 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from relay.reconcile.api import RunsApi
 from relay.reconcile.metrics import ReconcileMetrics
-from relay.reconcile.state import SharedState, State, lock_key
+from relay.reconcile.state import SharedState, State
 from relay.reconcile.sweep import Recovered, Sweep, SweepResult
 from relay.reconcile.window import GAP_MARGIN_S, GAP_THRESHOLD_S, Window
+from relay.redis.client import Redis
+from relay.redis.errors import RedisError
+from relay.redis.keys import reconcile_lock_key
 from relay.registration.client import ApiError
 from relay.registration.lock import RedisLock
 from relay.settings import Settings
+from relay.streams.errors import StreamsError
 from relay.streams.routes import Router
 from relay.streams.writer import FanoutWriter
 
@@ -81,7 +83,7 @@ class Reconciler:
         self._api = api
         self._sweep = sweep
         self.state = SharedState(redis, prefix)
-        self._lock_key = lock_key(prefix)
+        self._lock_key = reconcile_lock_key(prefix)
         # One token for the life of this relay: a lock it still held when Redis went away
         # (persisted with the data) is its own to take again, not a 30 s wait.
         self._sweep_lock = RedisLock(redis, self._lock_key, ttl=LOCK_TTL_S)
@@ -150,7 +152,7 @@ class Reconciler:
                 await self.sweep_if_due()
             except Busy:
                 pass
-            except (ApiError, RedisError):
+            except (ApiError, RedisError, StreamsError):
                 pass  # logged and counted by run_sweep; retried at the next tick
             except Exception:
                 log.exception("reconcile_crashed")
@@ -198,16 +200,16 @@ class Reconciler:
         try:
             result = await self._sweep.run(due.window, on_recovered=on_recovered)
             await self.state.finish(due.window.since, due.window.until, time.time())
-        except (ApiError, RedisError) as exc:
+        except (ApiError, RedisError, StreamsError) as exc:
             self.metrics.sweeps.labels("failed").inc()
-            error = str(exc) if isinstance(exc, ApiError) else type(exc).__name__
+            error = _cause(exc)
             await self._report(due, started_at, outcome="failed", error=error)
             log.error(
                 "reconcile_sweep",
                 outcome="failed",
                 reason=due.reason,
                 since=round(due.window.since, 3),
-                error=str(exc) if isinstance(exc, ApiError) else type(exc).__name__,
+                error=error,
                 duration_ms=round((time.monotonic() - started) * 1000),
             )
             raise
@@ -248,3 +250,11 @@ class Reconciler:
             await self.state.record_sweep(report)
         except RedisError as exc:  # the sweep's own outcome stands; only the report is lost
             log.warning("reconcile_report_failed", error=type(exc).__name__)
+
+
+def _cause(exc: Exception) -> str:
+    """What failed, for the log: the API's message, or the class name of Redis's error
+    (never its text, which may hold a URL)."""
+    if isinstance(exc, ApiError):
+        return str(exc)
+    return exc.error if isinstance(exc, StreamsError) else type(exc).__name__

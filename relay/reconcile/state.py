@@ -8,11 +8,10 @@
 ``epoch``       when the first relay of this Redis started: periodic sweeps never look
                 further back (a new installation does not replay the hour before it)
 
-Beside it, ``{prefix}:reconcile:last_sweep`` holds the last sweep's report (JSON, whatever
-its outcome, from whichever relay ran it): what the operator API shows on any replica.
-
-Each change is one Lua step on the one key (a single slot on Redis Cluster), so relays
-that beat, find gaps and finish sweeps at once never lose one another's updates.
+Each change is one Lua step (``reconcile_beat.lua``, ``reconcile_finish.lua``) on the one
+key (a single slot on Redis Cluster), so relays that beat, find gaps and finish sweeps at
+once never lose one another's updates. Beside it, the last sweep's report (JSON, whatever
+its outcome, from whichever relay ran it) is what the operator API shows on any replica.
 """
 
 from __future__ import annotations
@@ -21,47 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
-_BEAT = """
-local old = tonumber(redis.call('HGET', KEYS[1], 'heartbeat'))
-local now = tonumber(ARGV[1])
-if not old or now > old then redis.call('HSET', KEYS[1], 'heartbeat', now) end
-redis.call('HSETNX', KEYS[1], 'epoch', now)
-if old and now - old > tonumber(ARGV[2]) then
-  local since = old - tonumber(ARGV[3])
-  local pending = tonumber(redis.call('HGET', KEYS[1], 'gap_since'))
-  if not pending or since < pending then redis.call('HSET', KEYS[1], 'gap_since', since) end
-  local found = tonumber(redis.call('HGET', KEYS[1], 'gap_found'))
-  if not found or now > found then redis.call('HSET', KEYS[1], 'gap_found', now) end
-  return old
-end
-return false
-"""
-
-_FINISH = """
-local since, untl = tonumber(ARGV[1]), tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'last_since', since, 'last_until', untl, 'last_done', ARGV[3])
-local gap_since = tonumber(redis.call('HGET', KEYS[1], 'gap_since'))
-local gap_found = tonumber(redis.call('HGET', KEYS[1], 'gap_found'))
-if gap_since and gap_since >= since and gap_found and gap_found <= untl then
-  redis.call('HDEL', KEYS[1], 'gap_since', 'gap_found')
-  return 1
-end
-return 0
-"""
-
-
-def state_key(prefix: str) -> str:
-    return f"{prefix}:reconcile"
-
-
-def lock_key(prefix: str) -> str:
-    return f"{prefix}:reconcile:lock"
-
-
-def last_sweep_key(prefix: str) -> str:
-    return f"{prefix}:reconcile:last_sweep"
+from relay.redis.client import Redis
+from relay.redis.keys import reconcile_last_sweep_key, reconcile_state_key
+from relay.redis.scripts import RECONCILE_BEAT, RECONCILE_FINISH, run
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +39,17 @@ class State:
 class SharedState:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
-        self.key = state_key(prefix)
-        self.last_sweep_key = last_sweep_key(prefix)
-        self._beat = redis.register_script(_BEAT)
-        self._finish = redis.register_script(_FINISH)
+        self.key = reconcile_state_key(prefix)
+        self.last_sweep_key = reconcile_last_sweep_key(prefix)
 
     async def beat(self, now: float, threshold: float, margin: float) -> float | None:
         """Record that this relay is receiving at ``now``. When the latest heartbeat before
         it is older than ``threshold`` seconds, nobody was receiving meanwhile: a gap from
         ``margin`` seconds before it is recorded for the next sweep, and the old heartbeat
         returned."""
-        old = await self._beat(keys=[self.key], args=[_ms(now), _ms(threshold), _ms(margin)])
+        old = await run(
+            self._redis, RECONCILE_BEAT, [self.key], [_ms(now), _ms(threshold), _ms(margin)]
+        )
         return int(old) / 1000 if old else None
 
     async def read(self) -> State:
@@ -103,7 +65,8 @@ class SharedState:
     async def finish(self, since: float, until: float, done: float) -> bool:
         """Record a successful sweep of ``[since, until]``; a pending gap it covers is
         cleared (one found after the sweep began stays). True when a gap was cleared."""
-        return bool(await self._finish(keys=[self.key], args=[_ms(since), _ms(until), _ms(done)]))
+        args = [_ms(since), _ms(until), _ms(done)]
+        return bool(await run(self._redis, RECONCILE_FINISH, [self.key], args))
 
     async def record_sweep(self, report: dict[str, Any]) -> None:
         """Keep the last sweep's report (replaced as a whole)."""

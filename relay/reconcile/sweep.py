@@ -11,8 +11,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-
 from relay.reconcile.api import Run, RunsApi
 from relay.reconcile.events import (
     TERMINAL,
@@ -21,7 +19,8 @@ from relay.reconcile.events import (
     reconciled_entry,
 )
 from relay.reconcile.window import Window
-from relay.streams.keys import dedupe_key
+from relay.redis.client import Redis
+from relay.redis.keys import dedupe_key
 from relay.streams.marks import dedupe_marks
 from relay.streams.routes import Router
 from relay.streams.writer import FanoutWriter

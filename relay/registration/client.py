@@ -18,7 +18,7 @@ import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from relay import __version__
+from relay.version import __version__
 
 log = structlog.get_logger("relay.anyformat")
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from relay.redis_client import REDIS_DOWN
+from relay.redis.errors import REDIS_DOWN
 from relay.registration import client as api
 from relay.registration.client import ApiKeyRejected, ApiValidationError
 from relay.registration.lock import LockLost

@@ -17,19 +17,12 @@ import secrets
 from collections.abc import AsyncIterator
 
 import structlog
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+from relay.redis.client import Redis
+from relay.redis.errors import RedisError
+from relay.redis.scripts import LOCK_EXTEND, LOCK_RELEASE, run
 
 log = structlog.get_logger("relay.lock")
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 
 
 class LockLost(Exception):
@@ -42,15 +35,13 @@ class RedisLock:
         self.key = key
         self.ttl_ms = int(ttl * 1000)
         self.token = secrets.token_hex(16)
-        self._release = redis.register_script(_RELEASE)
-        self._extend = redis.register_script(_EXTEND)
         self.lost = False
 
     async def acquire(self) -> bool:
         return bool(await self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
 
     async def extend(self) -> bool:
-        return bool(await self._extend(keys=[self.key], args=[self.token, self.ttl_ms]))
+        return bool(await run(self._redis, LOCK_EXTEND, [self.key], [self.token, self.ttl_ms]))
 
     async def confirm(self) -> None:
         """Check that the lock is still ours, and extend it; :class:`LockLost` when not.
@@ -60,7 +51,7 @@ class RedisLock:
             raise LockLost(self.key)
 
     async def release(self) -> bool:
-        return bool(await self._release(keys=[self.key], args=[self.token]))
+        return bool(await run(self._redis, LOCK_RELEASE, [self.key], [self.token]))
 
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[RedisLock]:

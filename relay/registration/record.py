@@ -26,9 +26,9 @@ from typing import Any
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from redis.asyncio import Redis
 
-from relay.streams.keys import registration_key
+from relay.redis.client import Redis
+from relay.redis.keys import registration_key
 
 SEALED_PREFIX = "enc:v1:"
 

@@ -22,9 +22,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import structlog
-from redis.asyncio import Redis
 
-from relay.redis_client import REDIS_DOWN
+from relay.redis.client import Redis
+from relay.redis.errors import REDIS_DOWN
+from relay.redis.keys import registration_lock_key
 from relay.registration import client as api
 from relay.registration.client import AnyFormatClient, ApiError, Webhook, with_retries
 from relay.registration.lock import RedisLock
@@ -37,7 +38,6 @@ from relay.registration.record import (
     save_record,
 )
 from relay.registration.urls import same_url
-from relay.streams.keys import registration_key
 
 log = structlog.get_logger("relay.registration")
 T = TypeVar("T")
@@ -69,7 +69,7 @@ class Registrar:
         self.events = events
         self.codec = codec or SecretCodec()
         self.on_record = on_record
-        self.lock_key = registration_key(prefix, public_url) + ":lock"
+        self.lock_key = registration_lock_key(prefix, public_url)
         self.lock_ttl = lock_ttl
         self.retire_grace = retire_grace
         self._lock: RedisLock | None = None

@@ -1,27 +1,23 @@
 """Idempotent stream appends: the one Lua step every writer of this package uses.
 
-The ingest fan-out, the dead-letter queue and replay all append "once per mark": running the
-same append again (after ``NOSCRIPT``, a lost connection, or a crash before the answer) can
-never produce a second entry, which is what makes every retry here safe.
+The ingest fan-out appends "once per mark" (as the dead-letter move and the replay do, in
+``relay.redis.functions``): running the same append again (after ``NOSCRIPT``, a lost
+connection, or a crash before the answer) can never produce a second entry, which is what
+makes every retry here safe.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-from collections.abc import Awaitable, Callable, Sequence
-from importlib.resources import files
+from collections.abc import Sequence
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
-
-from relay.streams.keys import dedupe_key
-
-SCRIPT = files("relay.streams").joinpath("append_once.lua").read_bytes()
-SHA = hashlib.sha1(SCRIPT, usedforsecurity=False).hexdigest()
+from relay.redis.client import Redis
+from relay.redis.keys import dedupe_key
+from relay.redis.pipeline import pipelined
+from relay.redis.resp import Command, finish
+from relay.redis.scripts import APPEND_ONCE, command, encoded_head, load, reloading
 
 Fields = Sequence[str | bytes]
-Command = tuple[str | bytes | int, ...]
 
 
 def script_keys(streams: Sequence[str]) -> list[str]:
@@ -32,54 +28,35 @@ def script_keys(streams: Sequence[str]) -> list[str]:
 def append_command(
     streams: Sequence[str], marks: Sequence[str], fields: Fields, *, window_ms: int, maxlen: int
 ) -> Command:
-    """The ``EVALSHA`` arguments appending ``fields`` to every stream of ``streams`` that
-    has seen none of ``marks``. On Redis Cluster the streams must share a hash slot."""
-    keys = script_keys(streams)
-    return ("EVALSHA", SHA, len(keys), *keys, window_ms, maxlen, len(marks), *marks, *fields)
-
-
-def encode(args: Sequence[bytes]) -> bytes:
-    """RESP bulk strings of ``args`` (without the array header)."""
-    return b"".join([b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in args])
+    """The call appending ``fields`` to every stream of ``streams`` that has seen none of
+    ``marks``. On Redis Cluster the streams must share a hash slot."""
+    return command(
+        APPEND_ONCE, script_keys(streams), (window_ms, maxlen, len(marks), *marks, *fields)
+    )
 
 
 @functools.lru_cache(maxsize=1024)
 def _append_head(streams: tuple[str, ...]) -> tuple[bytes, int]:
     """The fixed part of an append to ``streams`` (script, key count, keys) in RESP, and
     how many arguments it holds."""
-    keys = script_keys(streams)
-    head = [b"EVALSHA", SHA.encode(), b"%d" % len(keys), *(key.encode() for key in keys)]
-    return encode(head), len(head)
+    return encoded_head(APPEND_ONCE, script_keys(streams))
 
 
 def encoded_append(streams: tuple[str, ...], tail: Sequence[bytes]) -> bytes:
     """One append command in RESP; ``tail`` is everything after the keys (window, maxlen,
     mark count, marks, fields), already bytes."""
     head, count = _append_head(streams)
-    return b"*%d\r\n%b%b" % (count + len(tail), head, encode(tail))
+    return finish(head, count, tail)
 
 
 async def load_script(redis: Redis) -> None:
-    await redis.script_load(SCRIPT)
-
-
-async def reloading_script(
-    redis: Redis, round_trip: Callable[[], Awaitable[list[object]]]
-) -> list[object]:
-    """The replies of ``round_trip``, run once more after loading the script when Redis
-    lost its script cache (restart, failover, SCRIPT FLUSH). Safe because appends are
-    idempotent: the ones that went through the first time answer "already there"."""
-    results = await round_trip()
-    if any(isinstance(result, NoScriptError) for result in results):
-        await load_script(redis)
-        results = await round_trip()
-    return results
+    await load(redis, APPEND_ONCE)
 
 
 async def run_appends(redis: Redis, commands: Sequence[Command]) -> list[list[str | None]]:
     """Run appends in one pipelined round trip; per command and per stream, the new entry
     id, or ``None`` when it was already there. Raises the first Redis error any met."""
-    replies = await reloading_script(redis, lambda: _pipeline(redis, commands))
+    replies = await reloading(redis, APPEND_ONCE, lambda: pipelined(redis, commands))
     return [decode_reply(reply) for reply in replies]
 
 
@@ -90,18 +67,3 @@ def decode_reply(reply: object) -> list[str | None]:
         raise reply
     assert isinstance(reply, list), reply
     return [entry.decode() if isinstance(entry, bytes) else None for entry in reply]
-
-
-async def append_once(
-    redis: Redis, stream: str, marks: Sequence[str], fields: Fields, *, window_ms: int, maxlen: int
-) -> str | None:
-    command = append_command([stream], marks, fields, window_ms=window_ms, maxlen=maxlen)
-    [[result]] = await run_appends(redis, [command])
-    return result
-
-
-async def _pipeline(redis: Redis, commands: Sequence[Command]) -> list[object]:
-    async with redis.pipeline(transaction=False) as pipe:
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))

@@ -10,29 +10,21 @@ waits on Redis. A failed sample clears the figures rather than serving stale one
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any
 
 import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
 
-from relay.streams.keys import dedupe_key
+from relay.redis.client import Redis
+from relay.redis.errors import RedisError
+from relay.redis.keys import dedupe_key, dlq_stream
+from relay.redis.pipeline import pipelined
+from relay.redis.scripts import HEALTH, command, reloading
 
 INTERVAL_SECONDS = 15.0
-SCRIPT = files("relay.streams").joinpath("health.lua").read_bytes()
-SHA = hashlib.sha1(SCRIPT, usedforsecurity=False).hexdigest()
-
-
-def dlq_stream(stream: str) -> str:
-    """The dead-letter stream of ``stream``: relay.worker.deadletter's naming (the streams
-    package does not import the workers)."""
-    return f"{stream}:dlq"
 
 
 @dataclass(frozen=True)
@@ -61,10 +53,12 @@ async def sample(redis: Redis, streams: Sequence[str]) -> list[StreamHealth]:
     script call and one DLQ length per stream."""
     now_seconds, now_micros = await redis.time()
     now_ms = int(now_seconds) * 1000 + int(now_micros) // 1000
-    replies = await _round_trip(redis, streams)
-    if any(isinstance(reply, NoScriptError) for reply in replies):
-        await redis.script_load(SCRIPT)  # Redis lost its scripts (restart, failover)
-        replies = await _round_trip(redis, streams)
+    calls = [
+        call
+        for stream in streams
+        for call in (command(HEALTH, [stream, dedupe_key(stream)]), ("XLEN", dlq_stream(stream)))
+    ]
+    replies: list[Any] = await reloading(redis, HEALTH, lambda: pipelined(redis, calls))
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
@@ -72,16 +66,6 @@ async def sample(redis: Redis, streams: Sequence[str]) -> list[StreamHealth]:
         _stream_health(stream, figures, int(dlq_length), now_ms)
         for stream, figures, dlq_length in zip(streams, replies[::2], replies[1::2], strict=True)
     ]
-
-
-async def _round_trip(redis: Redis, streams: Sequence[str]) -> list[Any]:
-    async with redis.pipeline(transaction=False) as pipe:
-        for stream in streams:
-            # execute_command: redis-py refuses pipe.evalsha() on a cluster; the keys
-            # (one slot) route it all the same.
-            pipe.execute_command("EVALSHA", SHA, 2, stream, dedupe_key(stream))
-            pipe.xlen(dlq_stream(stream))
-        return list(await pipe.execute(raise_on_error=False))
 
 
 def _stream_health(stream: str, figures: list[Any], dlq_length: int, now_ms: int) -> StreamHealth:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from relay.streams.keys import check_stream_name
+from relay.redis.keys import check_stream_name, event_stream, events_stream, unrouted_stream
+from relay.settings import Settings
 
 ANY_EVENT = "*"
 
@@ -77,17 +77,25 @@ def load_routes_file(path: str | Path) -> RoutesFile:
     return RoutesFile(path=str(path), rules=parsed.routes)
 
 
+def router_for(settings: Settings) -> Router:
+    """The router of ``RELAY_STREAM_PREFIX`` and ``RELAY_ROUTES_FILE`` (parsed here; the
+    CLI parses it once at start-up too, so that a bad file ends the process in one line)."""
+    path = settings.routes_file
+    return Router(settings.stream_prefix, load_routes_file(path) if path is not None else None)
+
+
 class Router:
     """Maps an event to its streams; built once, consulted on every delivery."""
 
     def __init__(self, prefix: str, routes: RoutesFile | None = None) -> None:
         self._prefix = prefix
         self._rules = routes.rules if routes is not None else None
-        self.unrouted = f"{prefix}:unrouted"
+        self._firehose = events_stream(prefix)
+        self.unrouted = unrouted_stream(prefix)
 
     def streams_for(self, event: str, workflow_id: str) -> tuple[str, ...]:
         if self._rules is None:
-            return (f"{self._prefix}:events", self.per_event_stream(event))
+            return (self._firehose, event_stream(self._prefix, event))
         streams: dict[str, None] = {}  # ordered union
         for rule in self._rules:
             if rule.matches(event, workflow_id):
@@ -98,13 +106,11 @@ class Router:
         """Every stream these routes can write for ``events`` (the subscribed ones): what
         the trimmer trims and stream health reports on."""
         if self._rules is None:
-            return [f"{self._prefix}:events", *(self.per_event_stream(e) for e in events)]
+            return [self._firehose, *(self.per_event_stream(e) for e in events)]
         streams = dict.fromkeys(stream for rule in self._rules for stream in rule.streams)
         if not any(rule.event == ANY_EVENT and rule.workflow_id is None for rule in self._rules):
             streams[self.unrouted] = None  # some event can match no rule
         return list(streams)
 
     def per_event_stream(self, event: str) -> str:
-        # Event names come from the sender: percent-encode anything that is not plainly
-        # safe in a key (braces above all, which would move the stream to another slot).
-        return f"{self._prefix}:events:{quote(event, safe='._-:')}"
+        return event_stream(self._prefix, event)

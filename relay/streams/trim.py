@@ -20,16 +20,15 @@ import asyncio
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib.resources import files
 
 import structlog
 from prometheus_client import Counter
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from relay.streams.keys import trim_marks_key
+from relay.redis.client import Redis
+from relay.redis.errors import RedisError
+from relay.redis.keys import trim_marks_key
+from relay.redis.scripts import TRIM, run
 
-SCRIPT = files("relay.streams").joinpath("trim.lua").read_text()
 INTERVAL_SECONDS = 5.0  # with the default settings a stream shrinks back within ~10 s
 # Entries one script call may scan when no mark tells where MAXLEN cuts (a stream over its
 # target before its first marks): bounds how long one call holds Redis (a few ms).
@@ -71,7 +70,6 @@ class Trimmer:
         budget: int = SCAN_BUDGET,
     ) -> None:
         self._redis = redis
-        self._script = redis.register_script(SCRIPT)
         self._args = (retention.maxlen, retention.max_age_seconds * 1000, retention.hard_maxlen)
         self._streams = streams
         self._dropped = dropped
@@ -83,8 +81,8 @@ class Trimmer:
         another until the targets are met."""
         removed = dropped = 0
         for _ in range(MAX_CALLS):
-            reply = await self._script(
-                keys=[stream, trim_marks_key(stream)], args=[*self._args, self._budget]
+            reply = await run(
+                self._redis, TRIM, [stream, trim_marks_key(stream)], [*self._args, self._budget]
             )
             removed += int(reply[0])
             dropped += int(reply[1])

@@ -11,13 +11,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from redis.asyncio import Redis, RedisCluster
-from redis.crc import key_slot
-
-from relay.streams.append import append_command, encoded_append, load_script, run_appends
-from relay.streams.batch import AppendBatcher
+from relay.redis.batch import Batcher
+from relay.redis.client import Redis
+from relay.redis.cluster import RedisCluster, is_cluster, key_slot
+from relay.redis.errors import REDIS_DOWN
+from relay.redis.replication import ReplicaAck, ReplicasBehind, confirmed_pipeline
+from relay.redis.scripts import APPEND_ONCE
+from relay.streams.append import (
+    append_command,
+    decode_reply,
+    encoded_append,
+    load_script,
+    run_appends,
+)
+from relay.streams.errors import ReplicationTimeout, StreamsUnavailable
 from relay.streams.marks import dedupe_marks
-from relay.streams.replication import ReplicaAck, run_confirmed_appends
 
 
 @dataclass(slots=True)  # not frozen: that doubles the cost of __init__, paid per delivery
@@ -53,10 +61,9 @@ class FanoutWriter:
 
     def __init__(self, redis: Redis, *, dedupe_ttl: int, ack: ReplicaAck | None = None) -> None:
         self._redis = redis
-        # Checked once: isinstance against the cluster client's protocol bases is slow.
-        self._cluster = isinstance(redis, RedisCluster)
+        self._cluster = is_cluster(redis)  # checked once: it is slow
         self._ack = ack
-        self.batcher = AppendBatcher(redis, ack)
+        self.batcher = Batcher(redis, APPEND_ONCE, ack)
         self._window_ms = dedupe_ttl * 1000
         # MAXLEN 0: appends never trim; relay.streams.trim does, sparing what groups need.
         self._limits = (b"%d" % self._window_ms, b"0")
@@ -67,13 +74,24 @@ class FanoutWriter:
     async def write(self, entry: Entry, streams: Sequence[str]) -> list[str | None]:
         """Write ``entry`` to every stream that has seen neither its id nor its content
         mark; per stream, its new entry id or ``None`` for "already there". Returns only
-        once every stream holds it (and its marks)."""
+        once every stream holds it (and its marks).
+
+        Raises :class:`ReplicationTimeout` when replicas did not confirm in time, and
+        :class:`StreamsUnavailable` when Redis failed (nothing or part may be written:
+        a re-send completes it, once)."""
         marks = dedupe_marks(entry.id, entry.content_mark)
-        if self._cluster:
-            return await self._write_by_slot(entry, streams, marks)
-        # A single Redis: one command for every stream, sent with the other deliveries'.
-        tail = [*self._limits, b"%d" % len(marks), *(m.encode() for m in marks), *entry.fields()]
-        return await self.batcher.run(encoded_append(tuple(streams), tail))
+        try:
+            if self._cluster:
+                return await self._write_by_slot(entry, streams, marks)
+            # A single Redis: one command for every stream, sent with the other deliveries'.
+            tail = [
+                *self._limits, b"%d" % len(marks), *(m.encode() for m in marks), *entry.fields()
+            ]  # fmt: skip
+            return decode_reply(await self.batcher.run(encoded_append(tuple(streams), tail)))
+        except ReplicasBehind as exc:
+            raise ReplicationTimeout(exc.acknowledged, exc.wanted) from exc
+        except REDIS_DOWN as exc:
+            raise StreamsUnavailable(type(exc).__name__) from exc
 
     async def _write_by_slot(
         self, entry: Entry, streams: Sequence[str], marks: Sequence[str]
@@ -82,7 +100,7 @@ class FanoutWriter:
         one round trip per node (with its ``WAIT`` when replicas must confirm)."""
         slots: dict[int, list[int]] = {}
         for index, stream in enumerate(streams):
-            slots.setdefault(key_slot(stream.encode()), []).append(index)
+            slots.setdefault(key_slot(stream), []).append(index)
         groups = list(slots.values())
         commands = [
             append_command([streams[i] for i in group], marks, entry.fields(),
@@ -94,7 +112,10 @@ class FanoutWriter:
         else:
             cluster = cast(RedisCluster, self._redis)
             slot_streams = [streams[group[0]] for group in groups]
-            replies = await run_confirmed_appends(cluster, commands, slot_streams, self._ack)
+            confirmed = await confirmed_pipeline(
+                cluster, APPEND_ONCE, commands, slot_streams, self._ack
+            )
+            replies = [decode_reply(reply) for reply in confirmed]
         written: list[str | None] = [None] * len(streams)
         for group, reply in zip(groups, replies, strict=True):
             for index, entry_id in zip(group, reply, strict=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from redis.asyncio import Redis
+from relay.redis.client import Redis
 
 
 class AckBatcher:

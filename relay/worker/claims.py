@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from relay.redis.client import Redis
+from relay.redis.scripts import KEEP_CLAIMED, RECLAIM, run
 
 # Entry ids per keep-claimed call: far below Lua's unpack limit (~8k arguments).
 KEEP_BATCH = 1000
 START = "0-0"
 # Our own pending entries that may sit between the claimed ids in the pending list.
 PENDING_SLACK = 100_000
-
-
-def _script(redis: Redis, name: str) -> AsyncScript:
-    return redis.register_script(files("relay.worker").joinpath(name).read_bytes())
 
 
 def _text(value: bytes | str) -> str:
@@ -51,8 +46,6 @@ class Claims:
         self._stream = stream
         self._group = group
         self._consumer = consumer
-        self._keep = _script(redis, "keep_claimed.lua")
-        self._reclaim = _script(redis, "reclaim.lua")
         self._cursor = START
 
     async def keep(self, entry_ids: Sequence[str]) -> Kept:
@@ -61,8 +54,8 @@ class Claims:
         gone: list[str] = []
         for start in range(0, len(entry_ids), KEEP_BATCH):
             batch = entry_ids[start : start + KEEP_BATCH]
-            reply: Any = await self._keep(
-                keys=[self._stream], args=[self._group, self._consumer, *batch]
+            reply: Any = await run(
+                self._redis, KEEP_CLAIMED, [self._stream], [self._group, self._consumer, *batch]
             )
             lost += [_text(item) for item in reply[0]]
             gone += [_text(item) for item in reply[1]]
@@ -70,9 +63,8 @@ class Claims:
 
     async def reclaim(self, entry_id: str) -> int:
         """The entry's new delivery count, 0 if no longer ours, -1 if its message is gone."""
-        return int(
-            await self._reclaim(keys=[self._stream], args=[self._group, self._consumer, entry_id])
-        )
+        args = [self._group, self._consumer, entry_id]
+        return int(await run(self._redis, RECLAIM, [self._stream], args))
 
     async def take_over(self, min_idle_ms: int, count: int) -> TakeOverRound:
         """Claim up to ``count`` entries idle for ``min_idle_ms`` (dead consumers' entries),

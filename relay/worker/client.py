@@ -19,5 +19,5 @@ def require_bytes_client(redis: Any) -> None:
         raise DecodingClientError(
             "the worker needs a Redis client that returns bytes: create it without "
             "decode_responses=True (e.g. Redis.from_url(url)), or use "
-            "relay.redis_client.redis_from_settings"
+            "relay.redis.client.redis_from_settings"
         )

@@ -13,24 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from redis.asyncio import Redis, RedisCluster
-from redis.crc import key_slot
-
-from relay.streams.functions import DEAD_LETTER, REPLAY, fcall
-from relay.streams.keys import dedupe_key, hash_tag
+from relay.redis.client import Redis
+from relay.redis.cluster import is_cluster, key_slot
+from relay.redis.functions import DEAD_LETTER, REPLAY, fcall
+from relay.redis.keys import dedupe_key, dlq_stream, replay_marks_key
 
 DLQ_FIELDS = ("error", "attempts", "group", "original_id", "failed_at")
 REPLAYED_FROM = "replayed_from"  # on a replayed entry: the dead letter it came from
 DLQ_MAXLEN = 1_000_000  # relay_v1.lua's (approximate): the AsyncAPI document states it
-
-
-def dlq_stream(stream: str) -> str:
-    return f"{stream}:dlq"
-
-
-def replay_marks_key(stream: str) -> str:
-    """The dead letters replayed onto ``stream`` (same hash slot as the stream)."""
-    return f"relay:replayed:{{{hash_tag(stream)}}}:{stream}"
 
 
 async def dead_letter(
@@ -47,9 +37,7 @@ async def dead_letter(
     ``relay_dead_letter_v1``, acknowledging in the same call where the stream shares the
     DLQ's slot (always on a single Redis), else by an ``XACK`` after it."""
     dlq = dlq_stream(stream)
-    together = not isinstance(redis, RedisCluster) or key_slot(stream.encode()) == key_slot(
-        dlq.encode()
-    )
+    together = not is_cluster(redis) or key_slot(stream) == key_slot(dlq)
     keys = [dlq, dedupe_key(dlq), *([stream] if together else [])]
     flat: list[str | bytes | int] = [group, entry_id, error, attempts]
     for name, value in fields.items():

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from relay.redis.errors import RedisConnectionError, RedisTimeoutError, ResponseError
 
 if TYPE_CHECKING:
     from relay.worker.runtime import Worker

@@ -9,10 +9,9 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import ProcessCollector, generate_latest
-from redis.asyncio import Redis
 
 from relay.receiver.admin import admin_app, admin_runner
-from relay.redis_client import RedisTooOld, redis_from_settings, wait_for_version
+from relay.redis.client import Redis, RedisTooOld, redis_from_settings, wait_for_version
 from relay.settings import Settings
 from relay.worker.metrics import WorkerMetrics
 from relay.worker.runtime import Handler, Worker

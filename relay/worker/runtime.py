@@ -26,11 +26,11 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 import structlog
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from relay.options import WorkerOptions
-from relay.streams.functions import load_library
+from relay.redis.client import Redis
+from relay.redis.errors import ResponseError
+from relay.redis.functions import load_library
 from relay.worker.acks import AckBatcher
 from relay.worker.breaker import Breaker, Verdict
 from relay.worker.capacity import Capacity

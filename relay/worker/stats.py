@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
-
-from relay.worker.deadletter import dlq_stream
+from relay.redis.client import Redis
+from relay.redis.errors import ResponseError
+from relay.redis.keys import dlq_stream
 
 
 @dataclass

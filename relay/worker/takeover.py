@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from redis.exceptions import ResponseError
-
+from relay.redis.errors import ResponseError
 from relay.worker.claims import TakeOverRound
 from relay.worker.intake import TRANSIENT, group_gone, intake_loop
 

@@ -190,6 +190,19 @@ def test_a_missing_file_or_a_bad_value_is_one_line(
     assert expected in assert_one_line(code, stdout, stderr)
 
 
+def test_an_invalid_routes_file_names_the_variable_and_the_place(tmp_path: Path) -> None:
+    """Parsed at start-up by every command, routing or not, as the settings are read."""
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - event: x\n    streams: 5\n")
+    env = environment(tmp_path, RELAY_ROUTES_FILE=str(routes))
+    code, stdout, stderr = run(("stats",), env, tmp_path)
+    line = assert_one_line(code, stdout, stderr)
+    assert line.startswith(f"relay: configuration error: RELAY_ROUTES_FILE: {routes}: routes.0.")
+    routes.write_text("routes:\n  - event: x\n    streams: [s]\n")
+    code, stdout, stderr = run(("config",), env, tmp_path)
+    assert code == 0 and f"RELAY_ROUTES_FILE={routes}" in stdout
+
+
 def test_a_command_that_works_still_works(tmp_path: Path) -> None:
     code, stdout, stderr = run(("config",), environment(tmp_path), tmp_path)
     assert code == 0 and "RELAY_REDIS_URL=" in stdout and stderr == ""

@@ -14,7 +14,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio import RedisCluster as AsyncRedisCluster
 
-from relay.streams.replication import ReplicaAck, ReplicationTimeout
+from relay.redis.replication import ReplicaAck
+from relay.streams.errors import ReplicationTimeout
 from relay.streams.writer import Entry, FanoutWriter
 from tests.chaos.sender import send_all
 from tests.conftest import StartRelay

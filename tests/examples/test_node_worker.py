@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from relay.streams.functions import load_library
+from relay.redis.functions import load_library
 from relay.streams.writer import FanoutWriter
 from relay.worker import Event, Reject, RetryPolicy, Worker
 from tests.support.entry_schemas import relay_entry

@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from relay.streams.replication import ReplicaAck, ReplicationTimeout
+from relay.redis.replication import ReplicaAck
+from relay.streams.errors import ReplicationTimeout
 from relay.streams.writer import Entry, FanoutWriter
 from tests.conftest import StartRelay
 from tests.support.entry_schemas import relay_entry

@@ -12,8 +12,8 @@ import redis
 from prometheus_client import generate_latest
 
 from relay.receiver.app import RelayServer
+from relay.redis.keys import registration_key
 from relay.registration.record import RegistrationRecord
-from relay.streams.keys import registration_key
 from tests.conftest import StartRelay
 from tests.support.http import concurrent_copies, relay_metrics
 from tests.support.signing import OTHER_SECRET, SECRET, event_body, sign

@@ -195,13 +195,13 @@ async def test_a_lock_left_by_this_relay_is_its_own_but_another_relays_is_respec
     """Redis going away while a relay held the sweep lock leaves the key (persisted with the
     data): that relay sweeps again at once; a lock another relay holds is waited for."""
     from relay.reconcile.reconciler import Busy
-    from relay.reconcile.state import lock_key
+    from relay.redis.keys import reconcile_lock_key
 
     server = await start_relay(redis_url, **reconciling(fake_api))
     reconciler = server.reconciler
     assert reconciler is not None
     await eventually(lambda: reconciler.checks >= 1, what="the first check")
-    key = lock_key("anyformat")
+    key = reconcile_lock_key("anyformat")
     redis_sync.set(key, "another-relay", px=30_000)
     try:
         await reconciler.sweep_if_due()

@@ -16,10 +16,10 @@ import redis
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from relay.redis.keys import registration_key
 from relay.registration.client import AnyFormatClient
 from relay.registration.record import load_record, save_record
 from relay.registration.registrar import Registrar
-from relay.streams.keys import registration_key
 from tests.registration.conftest import EVENTS, PUBLIC_URL
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.process import RelayProcess

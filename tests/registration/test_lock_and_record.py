@@ -9,6 +9,7 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from relay.redis.keys import registration_key
 from relay.registration.lock import RedisLock
 from relay.registration.record import (
     RegistrationRecord,
@@ -18,7 +19,6 @@ from relay.registration.record import (
     load_record,
     save_record,
 )
-from relay.streams.keys import registration_key
 from tests.registration.conftest import PUBLIC_URL
 from tests.support.signing import OTHER_SECRET, SECRET
 

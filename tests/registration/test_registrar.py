@@ -11,12 +11,12 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
+from relay.redis.keys import registration_key
 from relay.registration.client import AnyFormatClient, ApiKeyRejected, ApiValidationError
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.lock import LockLost
 from relay.registration.record import RegistrationRecord, load_record
 from relay.registration.registrar import SAVE_ATTEMPTS
-from relay.streams.keys import registration_key
 from tests.registration.conftest import EVENTS, PUBLIC_URL, registrar
 from tests.support.fake_anyformat import FakeAnyFormat
 from tests.support.redis_server import RedisServer

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.streams.routes import Router, load_routes_file
+from relay.streams.routes import Router, load_routes_file, router_for
+from tests.support.settings import settings
 
 WORKFLOW = "550e8400-e29b-41d4-a716-446655440000"
 
@@ -55,6 +56,19 @@ def test_a_routes_file_sends_an_event_to_the_union_of_matching_rules(tmp_path: P
     assert router.streams_for("extraction.completed", "other") == ("billing:extractions", "audit")
     assert router.streams_for("extraction.failed", "other") == ("alerts",)
     assert router.streams_for("anything.else", WORKFLOW) == ("team-invoices:events", "audit")
+
+
+def test_the_router_of_the_settings_parses_their_routes_file(tmp_path: Path) -> None:
+    router = router_for(settings(RELAY_ROUTES_FILE=str(write(tmp_path, ROUTES))))
+    assert router.streams_for("extraction.failed", "other") == ("alerts",)
+    default = router_for(settings(RELAY_STREAM_PREFIX="af"))
+    assert default.streams_for("extraction.failed", "") == (
+        "af:events",
+        "af:events:extraction.failed",
+    )
+    (tmp_path / "routes.yaml").write_text("routes: []\n")
+    with pytest.raises(ValueError, match=r"routes\.yaml: routes: "):
+        router_for(settings(RELAY_ROUTES_FILE=str(tmp_path / "routes.yaml")))
 
 
 def test_an_event_no_rule_matches_goes_to_unrouted(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from relay.streams.append import SHA as FANOUT_SHA
-from relay.streams.keys import dedupe_key
+from relay.redis.keys import dedupe_key
+from relay.redis.scripts import APPEND_ONCE
+from relay.streams.errors import StreamsUnavailable
 from relay.streams.marks import content_mark
 from relay.streams.writer import Entry, FanoutWriter
 
@@ -185,9 +186,9 @@ async def test_the_script_is_reloaded_after_the_cache_is_flushed(
     writer = FanoutWriter(client, dedupe_ttl=60)
     await writer.load_script()
     redis_sync.script_flush()
-    assert redis_sync.script_exists(FANOUT_SHA) == [False]
+    assert redis_sync.script_exists(APPEND_ONCE.sha) == [False]
     assert (await writer.write(entry(), ["s:a", "s:b"]))[1] is not None
-    assert redis_sync.script_exists(FANOUT_SHA) == [True]
+    assert redis_sync.script_exists(APPEND_ONCE.sha) == [True]
     assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 1
 
 
@@ -197,8 +198,9 @@ async def test_a_failing_step_writes_nothing_to_that_stream(
     """The dedupe set is read before the stream is written: a wrong-typed key fails early."""
     redis_sync.set(dedupe_key("s:a"), "not a sorted set")
     writer = FanoutWriter(client, dedupe_ttl=60)
-    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+    with pytest.raises(StreamsUnavailable) as failed:
         await writer.write(entry(), ["s:a"])
+    assert "WRONGTYPE" in str(failed.value.__cause__)
     assert redis_sync.xlen("s:a") == 0
 
 
@@ -221,8 +223,9 @@ async def test_an_error_on_a_later_stream_keeps_the_earlier_ones_whole_and_a_ret
     mark, s:b fails before writing; once s:b is repaired, the retry writes only s:b."""
     redis_sync.set(dedupe_key("s:b"), "not a sorted set")
     writer = FanoutWriter(client, dedupe_ttl=60)
-    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+    with pytest.raises(StreamsUnavailable) as failed:
         await writer.write(entry(), ["s:a", "s:b"])
+    assert "WRONGTYPE" in str(failed.value.__cause__)
     assert redis_sync.xlen("s:a") == 1 and redis_sync.xlen("s:b") == 0
     assert redis_sync.zscore(dedupe_key("s:a"), "msg_1") is not None
     redis_sync.delete(dedupe_key("s:b"))

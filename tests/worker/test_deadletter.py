@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from relay.streams.keys import dedupe_key
+from relay.redis.keys import dedupe_key
 from relay.worker import Event, RetryPolicy
 from relay.worker.deadletter import (
     DeadLetter,

@@ -18,28 +18,22 @@ from dataclasses import dataclass
 from typing import cast
 
 from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.cluster import ClusterNode
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisError
 
-from relay.streams.append import Command, decode_reply, encode, reloading_script
-from relay.streams.keys import hash_tag
+from relay.redis.cluster import ClusterNode, owner
+from relay.redis.keys import fence_key
+from relay.redis.resp import Command, encode_command
+from relay.redis.scripts import Script, reloading
 
-FENCE_KEY = "relay:replication-fence"
 
-
-class ReplicationTimeout(RedisError):
-    """Fewer replicas than asked confirmed the write in time: the delivery is answered 503
-    (``replication_timeout``) and the sender's re-send dedupes and waits again."""
+class ReplicasBehind(RedisError):
+    """Fewer replicas than asked confirmed the write in time (or the slot moved while
+    waiting); the streams report it as their ``ReplicationTimeout``."""
 
     def __init__(self, acknowledged: int, wanted: int) -> None:
         super().__init__(f"{acknowledged} of {wanted} replicas confirmed the write in time")
         self.acknowledged = acknowledged
         self.wanted = wanted
-
-
-def fence_key(stream: str | None = None) -> str:
-    """The fence of a single Redis, or of ``stream``'s slot on a Cluster."""
-    return FENCE_KEY if stream is None else f"{FENCE_KEY}:{{{hash_tag(stream)}}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,31 +51,34 @@ class ReplicaAck:
 
     def encoded(self) -> bytes:
         """:meth:`commands` of a single Redis in RESP, to follow a batch of appends."""
-        return b"".join(
-            b"*%d\r\n%b" % (len(command), encode([_bytes(arg) for arg in command]))
-            for command in self.commands()
-        )
+        return b"".join(encode_command(command) for command in self.commands())
 
     def check(self, fence: object, acknowledged: object) -> None:
-        """Raise the fence's or ``WAIT``'s error, or :class:`ReplicationTimeout`."""
+        """Raise the fence's or ``WAIT``'s error, or :class:`ReplicasBehind`."""
         for reply in (fence, acknowledged):
             if isinstance(reply, Exception):
                 raise reply
         if not isinstance(acknowledged, int) or acknowledged < self.replicas:
-            raise ReplicationTimeout(
+            raise ReplicasBehind(
                 acknowledged if isinstance(acknowledged, int) else 0, self.replicas
             )
 
 
-async def run_confirmed_appends(
-    cluster: RedisCluster, commands: Sequence[Command], streams: Sequence[str], ack: ReplicaAck
-) -> list[list[str | None]]:
-    """``run_appends`` on a Cluster, each node's appends followed by its fence and ``WAIT``
-    in the same pipeline, hence on the same connection: one round trip per node.
+async def confirmed_pipeline(
+    cluster: RedisCluster,
+    script: Script,
+    commands: Sequence[Command],
+    streams: Sequence[str],
+    ack: ReplicaAck,
+) -> list[object]:
+    """The replies of ``commands`` (calls of ``script``, errors as values) on a Cluster, each
+    node's commands followed by its fence and ``WAIT`` in the same pipeline, hence on the
+    same connection: one round trip per node.
 
-    ``streams`` holds one stream per command (its slot). Raises the first error met, or
-    :class:`ReplicationTimeout` when a node's replicas did not confirm, or when a slot
-    moved meanwhile (the ``WAIT`` may then have run on a node that no longer holds it).
+    ``streams`` holds one stream per command (its slot). Raises the first error a command,
+    a fence or a ``WAIT`` met, or :class:`ReplicasBehind` when a node's replicas did not
+    confirm, or when a slot moved meanwhile (the ``WAIT`` may then have run on a node that
+    no longer holds it).
     """
     await cluster.initialize()  # a no-op once the slots are known
     nodes: dict[str, tuple[ClusterNode, str]] = {}  # one fence and WAIT per node, on the
@@ -99,28 +96,21 @@ async def run_confirmed_appends(
                 pipe.execute_command(*wait, target_nodes=node)
             return list(await pipe.execute(raise_on_error=False))
 
-    replies = await reloading_script(cast(Redis, cluster), round_trip)
-    written = [decode_reply(reply) for reply in replies[: len(commands)]]
+    replies = await reloading(cast(Redis, cluster), script, round_trip)
+    written = replies[: len(commands)]
+    for reply in written:  # a command's error first, as a pipeline without WAIT raises it
+        if isinstance(reply, Exception):
+            raise reply
     confirmations = replies[len(commands) :]
     for (name, (_, stream)), fence, acknowledged in zip(
         nodes.items(), confirmations[::2], confirmations[1::2], strict=True
     ):
         ack.check(fence, acknowledged)
         if _owner(cluster, stream).name != name:
-            raise ReplicationTimeout(0, ack.replicas)
+            raise ReplicasBehind(0, ack.replicas)
     return written
 
 
 def _owner(cluster: RedisCluster, stream: str) -> ClusterNode:
-    """The master serving ``stream``'s slot, as the client knows it now."""
-    try:
-        node = cluster.get_node_from_key(fence_key(stream))
-    except RedisClusterException as exc:  # not a RedisError: keep it a 503
-        raise RedisError(str(exc)) from None
-    if node is None:
-        raise RedisError(f"no known node serves the slot of {stream!r}")
-    return node
-
-
-def _bytes(arg: str | bytes | int) -> bytes:
-    return arg if isinstance(arg, bytes) else str(arg).encode()
+    """The master serving ``stream``'s slot (its fence's), as the client knows it now."""
+    return owner(cluster, fence_key(stream))

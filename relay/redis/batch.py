@@ -1,4 +1,4 @@
-"""Micro-batching: the appends of deliveries that arrive together share one round trip.
+"""Micro-batching: the commands of deliveries that arrive together share one round trip.
 
 While one batch is on the wire, new deliveries queue up; when it returns, everything that
 queued goes out as the next batch: one write and one read on one connection, however many
@@ -7,6 +7,10 @@ the Redis client's per-command overhead is paid once per batch instead of per re
 Each delivery still gets its own outcome; a Redis error fails only the batch it hit.
 With replica acknowledgement on, the batch ends with the fence and ``WAIT`` (see
 ``replication``): one ``WAIT`` per batch, in the same round trip.
+
+This is the one place that drives redis-py's connections directly (``get_connection``,
+``send_packed_command``, ``read_response``): ``.ci/redis_py_range.sh`` runs its tests at the
+lowest and the highest redis-py that pyproject.toml allows.
 """
 
 from __future__ import annotations
@@ -18,23 +22,29 @@ from redis.asyncio import Redis
 from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.streams.append import decode_reply, reloading_script
-from relay.streams.replication import ReplicaAck
+from relay.redis.replication import ReplicaAck
+from relay.redis.scripts import Script, reloading
+
+Reply = object
 
 
-class AppendBatcher:
-    def __init__(self, redis: Redis, ack: ReplicaAck | None = None) -> None:
+class Batcher:
+    """Runs RESP-encoded calls of ``script`` (loaded again on ``NOSCRIPT``: only idempotent
+    scripts belong here), each delivery's in the next round trip."""
+
+    def __init__(self, redis: Redis, script: Script, ack: ReplicaAck | None = None) -> None:
         self._redis = redis
+        self._script = script
         self._ack = ack
         self._ack_commands = ack.encoded() if ack is not None else b""
-        self._queue: list[tuple[bytes, asyncio.Future[list[str | None]]]] = []
+        self._queue: list[tuple[bytes, asyncio.Future[Reply]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # for tests and curiosity: how many round trips were made
 
-    async def run(self, command: bytes) -> list[str | None]:
-        """Run one RESP-encoded append command; per stream, the new entry id or ``None``.
-        Raises its error reply, or the Redis error of its batch."""
-        future: asyncio.Future[list[str | None]] = asyncio.get_running_loop().create_future()
+    async def run(self, command: bytes) -> Reply:
+        """Run one RESP-encoded command; its reply. Raises its error reply, the Redis error
+        of its batch, or the batch's replication error."""
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._queue.append((command, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_all())
@@ -49,10 +59,10 @@ class AppendBatcher:
         finally:
             self._flusher = None
 
-    async def _flush(self, batch: list[tuple[bytes, asyncio.Future[list[str | None]]]]) -> None:
+    async def _flush(self, batch: list[tuple[bytes, asyncio.Future[Reply]]]) -> None:
         commands = [command for command, _ in batch]
         try:
-            results = await reloading_script(self._redis, lambda: self._round_trip(commands))
+            results = await reloading(self._redis, self._script, lambda: self._round_trip(commands))
         except Exception as exc:  # the connection or the server failed: this batch only
             for _, future in batch:
                 if not future.done():
@@ -68,15 +78,12 @@ class AppendBatcher:
         for (_, future), reply in zip(batch, results, strict=True):
             if future.done():
                 continue
-            try:
-                written = decode_reply(reply)
-            except Exception as exc:
-                future.set_exception(exc)
-                continue
-            if unconfirmed is not None:
+            if isinstance(reply, Exception):  # its own error first, as before the WAIT
+                future.set_exception(reply)
+            elif unconfirmed is not None:
                 future.set_exception(unconfirmed)
             else:
-                future.set_result(written)
+                future.set_result(reply)
 
     async def _round_trip(self, commands: list[bytes]) -> list[object]:
         """Send every command in one write and read every reply, on one pooled connection,

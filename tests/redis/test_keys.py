@@ -3,7 +3,7 @@
 import pytest
 from redis.crc import key_slot
 
-from relay.streams.keys import check_stream_name, dedupe_key, hash_tag, registration_key
+from relay.redis.keys import check_stream_name, dedupe_key, hash_tag, registration_key
 
 NAMES = [
     "anyformat:events",

@@ -1,4 +1,4 @@
-"""The Redis Functions library ``relay_v1`` (``relay_v1.lua``): the dead-letter move and the
+"""The Redis Functions library ``relay_v1`` (``lua/relay_v1.lua``): the dead-letter move and the
 replay as one idempotent ``FCALL`` each, the same calls for the Python runtime, ``relay dlq
 replay`` and workers in any language (docs/workers.md).
 
@@ -19,7 +19,9 @@ from typing import Any, cast
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import ResponseError
 
-LIBRARY = files("relay.streams").joinpath("relay_v1.lua").read_text()
+from relay.redis.cluster import is_cluster
+
+LIBRARY = files("relay.redis").joinpath("lua", "relay_v1.lua").read_text()
 NAME = "relay_v1"
 REVISION = int(re.search(r"^local REVISION = (\d+)$", LIBRARY, re.M).group(1))  # type: ignore[union-attr]
 DEAD_LETTER = "relay_dead_letter_v1"
@@ -42,7 +44,7 @@ async def _load_on(redis: Any, **target: Any) -> None:
 
 async def load_library(redis: Redis) -> None:
     """Load ``relay_v1`` where it is missing or older (on every master of a cluster)."""
-    if isinstance(redis, RedisCluster):
+    if is_cluster(redis):
         cluster = cast(RedisCluster, redis)
         for node in cluster.get_primaries():
             await _load_on(cluster, target_nodes=node)

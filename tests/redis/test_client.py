@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from relay.redis_client import RedisTooOld, SentinelMaster, check_version, redis_from_settings
+from relay.redis.client import RedisTooOld, SentinelMaster, check_version, redis_from_settings
 from relay.worker.process import _run_on_a_fit_redis
 from relay.worker.runtime import Worker
 from tests.support.redis_server import RedisServer, free_port

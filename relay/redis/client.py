@@ -11,20 +11,31 @@ import structlog
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay import __version__
+from relay.redis.errors import (
+    REDIS_DOWN,
+    RedisClusterException,
+    RedisConnectionError,
+    RedisTimeoutError,
+    ResponseError,
+)
 from relay.settings import Settings, sentinel_address
+from relay.version import __version__
+
+__all__ = [
+    "REDIS_DOWN",
+    "Redis",
+    "RedisCluster",
+    "RedisTooOld",
+    "answers",
+    "check_version",
+    "redis_from_settings",
+    "wait_for_version",
+]
 
 MINIMUM_VERSION = (7, 0)  # XAUTOCLAIM's reply with deleted ids (workers); Lua on 7's terms
 
 log = structlog.get_logger("relay.redis")
-
-# Redis unreachable, whichever client: the cluster client reports a cluster it cannot reach
-# at all with an exception outside RedisError.
-REDIS_DOWN = (RedisError, RedisClusterException)
 
 
 def redis_from_settings(settings: Settings) -> Redis:
@@ -140,3 +151,13 @@ async def wait_for_version(redis: Redis, *, retry_every: float = 1.0) -> str:
 
 def _parse(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+
+
+def answers(url: str, *, timeout: float = 0.5) -> bool:
+    """Whether a Redis answers ``PING`` at ``url`` (blocking: for a command starting up)."""
+    import redis as sync_redis
+
+    try:
+        return bool(sync_redis.Redis.from_url(url, socket_connect_timeout=timeout).ping())
+    except (sync_redis.RedisError, OSError):
+        return False

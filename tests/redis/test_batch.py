@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from relay.streams.errors import StreamsUnavailable
 from relay.streams.marks import content_mark
 from relay.streams.writer import Entry, FanoutWriter
 from tests.support.entry_schemas import relay_entry
@@ -75,4 +76,5 @@ async def test_an_error_reply_fails_only_the_delivery_it_belongs_to(
         return_exceptions=True,
     )
     assert isinstance(good, list) and good[0] is not None
-    assert isinstance(bad, Exception) and "WRONGTYPE" in str(bad)
+    assert isinstance(bad, StreamsUnavailable) and bad.error == "ResponseError"
+    assert "WRONGTYPE" in str(bad.__cause__)

@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
 
-from relay.streams.functions import DEAD_LETTER, LIBRARY, REPLAY, REVISION, fcall, load_library
-from relay.streams.keys import dedupe_key
+from relay.redis.functions import DEAD_LETTER, LIBRARY, REPLAY, REVISION, fcall, load_library
+from relay.redis.keys import dedupe_key
 from relay.worker.deadletter import dead_letter, list_dead, replay, replay_marks_key
 from tests.support.entry_schemas import relay_fields
 
