@@ -46,6 +46,7 @@ async def load_library(redis: Redis) -> None:
     """Load ``relay_v1`` where it is missing or older (on every master of a cluster)."""
     if is_cluster(redis):
         cluster = cast(RedisCluster, redis)
+        await cluster.initialize()  # a fresh client knows no nodes before its first command
         for node in cluster.get_primaries():
             await _load_on(cluster, target_nodes=node)
     else:

@@ -10,10 +10,12 @@ from typing import Any, cast
 import pytest
 from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from relay.redis.functions import DEAD_LETTER, LIBRARY, REPLAY, REVISION, fcall, load_library
 from relay.redis.keys import dedupe_key
 from relay.worker.deadletter import dead_letter, list_dead, replay, replay_marks_key
+from tests.conftest import StartRelay
 from tests.support.entry_schemas import relay_fields
 
 GROUP = "billing"
@@ -35,6 +37,8 @@ async def client(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterato
 async def _each_master(client: Redis, *command: Any) -> list[Any]:
     if isinstance(client, RedisCluster):
         cluster = cast(RedisCluster, client)
+        await cluster.initialize()
+        assert cluster.get_primaries()
         return [await cluster.execute_command(*command, target_nodes=node)
                 for node in cluster.get_primaries()]  # fmt: skip
     return [await cast(Any, client).execute_command(*command)]
@@ -145,3 +149,37 @@ async def test_an_entry_replayed_then_dead_lettered_again_names_only_its_latest_
     [*_, (_, last)] = await client.xrange(stream)
     assert list(last).count(b"replayed_from") == 1
     assert last[b"replayed_from"] == second.dlq_id.encode()
+
+
+@pytest.mark.parametrize("where", ["redis-server", "cluster"])
+async def test_a_relay_starting_loads_the_library_on_every_master(
+    where: str, redis_url: str, start_relay: StartRelay, request: pytest.FixtureRequest
+) -> None:
+    if where == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        client = cast(Redis, RedisCluster.from_url(url, socket_timeout=5))
+        overrides: dict[str, Any] = {"RELAY_REDIS_CLUSTER": True}
+    else:
+        url, client, overrides = redis_url, Redis.from_url(redis_url, socket_timeout=5), {}
+    try:
+        await _each_master(client, "FUNCTION", "FLUSH")
+        with pytest.raises(ResponseError, match=r"(?i)function not found"):
+            await _each_master(client, "FCALL_RO", "relay_v1_revision", 0)
+        await start_relay(url, **overrides)
+        assert set(await revisions(client)) == {REVISION}
+    finally:
+        await client.aclose()
+
+
+async def test_a_fresh_cluster_client_loads_on_every_master(redis_cluster: Any) -> None:
+    """Before its first command a cluster client knows no nodes: loading must not be a
+    loop over nothing."""
+    setup = cast(Redis, RedisCluster.from_url(redis_cluster.url, socket_timeout=5))
+    await _each_master(setup, "FUNCTION", "FLUSH")
+    await setup.aclose()
+    fresh = cast(Redis, RedisCluster.from_url(redis_cluster.url, socket_timeout=5))
+    try:
+        await load_library(fresh)
+        assert await revisions(fresh) == [REVISION] * 3
+    finally:
+        await fresh.aclose()
