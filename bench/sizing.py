@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis
 
-from relay.redis.keys import dedupe_key
+from relay.redis.keys import dedupe_key, extraction_index_key, trail_records_key
 from relay.streams.marks import content_mark
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
@@ -81,6 +81,16 @@ def main() -> None:
             members = client.zcard(dedupe_key(streams[0]))
             dedupe_bytes = client.memory_usage(dedupe_key(streams[0]), samples=0) / members
             figures[content] = (stream_bytes, dedupe_bytes, members / args.entries)
+            # What the event trail reads, over the delivery's streams: the whole record and
+            # the extraction index in the first, the entry id alone in the others.
+            trail_bytes = (
+                sum(
+                    (client.memory_usage(key, samples=0) or 0)
+                    for stream in streams
+                    for key in (trail_records_key(stream), extraction_index_key(stream))
+                )
+                / args.entries
+            )
         body = len(delivery(0).payload)
     finally:
         server.close()
@@ -91,18 +101,21 @@ def main() -> None:
     print(f"dedupe member: {dedupe_bytes:.0f} bytes (message id only); "
           f"{content_dedupe_bytes:.0f} bytes per member with content marks "
           f"(two members per delivery)")  # fmt: skip
+    print(f"trail records + extraction index: {trail_bytes:.0f} bytes per delivery, all its "
+          f"streams together (kept as long as its dedupe marks)")  # fmt: skip
     print()
     print(
         "| events/s | entries per stream per day | stream memory per day (each stream) "
-        "| dedupe ids per stream (7 days) | dedupe memory per stream |"
+        "| dedupe ids per stream (7 days) | dedupe memory per stream "
+        "| trail records (all streams) |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for rate in (1, 10, 100):
         per_day = rate * DAY
         ids = rate * DEDUPE_TTL
         print(f"| {rate} | {per_day:,} | {mib(per_day * stream_bytes)} | {ids:,} "
               f"| {mib(ids * dedupe_bytes)} ({mib(2 * ids * content_dedupe_bytes)} "
-              f"with content marks) |")  # fmt: skip
+              f"with content marks) | {mib(ids * trail_bytes)} |")  # fmt: skip
     print(
         f"(RELAY_STREAM_MAXLEN={MAXLEN:,} holds {mib(MAXLEN * stream_bytes)} per stream "
         f"once reached and nothing lags)"

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
 import redis
 from redis.asyncio import Redis
+from redis.asyncio import RedisCluster as AsyncRedisCluster
 
 from relay.receiver.app import RelayServer
 from relay.settings import Settings
@@ -53,8 +55,17 @@ def redis_sync(shared_redis: RedisServer, redis_url: str) -> redis.Redis:
 
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[Redis]:
-    """An asyncio client on the shared, freshly flushed database."""
+    """An asyncio client on the shared, freshly flushed database (replies as bytes, as the
+    relay's own clients read them)."""
     client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def text_client(redis_url: str) -> AsyncIterator[Redis]:
+    """:func:`client` with replies decoded to ``str``."""
+    client = Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
 
@@ -68,12 +79,52 @@ def redis_cluster() -> Iterator[RedisCluster]:
 
 
 @pytest.fixture
+def cluster(redis_cluster: RedisCluster) -> RedisCluster:
+    """The shared cluster, healthy (``cluster_state:ok``; an earlier test may have failed
+    a master over) and flushed."""
+    redis_cluster.wait_ok()
+    redis_cluster.client().flushall()
+    return redis_cluster
+
+
+@pytest.fixture
+def replicated_cluster(cluster: RedisCluster) -> RedisCluster:
+    """:func:`cluster` once every master's replicas have synced (``WAIT`` answers)."""
+    cluster.wait_replicated()
+    return cluster
+
+
+@pytest.fixture
+async def cluster_client(cluster: RedisCluster) -> AsyncIterator[Redis]:
+    """An asyncio cluster client on the flushed cluster (replies as bytes)."""
+    client = cast(Redis, AsyncRedisCluster.from_url(cluster.url, socket_timeout=5))
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def cluster_text_client(cluster: RedisCluster) -> AsyncIterator[Redis]:
+    """:func:`cluster_client` with replies decoded to ``str``."""
+    client = cast(Redis, AsyncRedisCluster.from_url(cluster.url, decode_responses=True))
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A private redis-server the test may stop, restart or pause."""
     server = RedisServer()
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+async def own_client(own_redis: RedisServer) -> AsyncIterator[Redis]:
+    """An asyncio client on :func:`own_redis` (a short timeout: the test stops it)."""
+    client = Redis.from_url(own_redis.url, socket_timeout=2)
+    yield client
+    await client.aclose()
 
 
 def make_settings(redis_url: str, **overrides: Any) -> Settings:
@@ -132,6 +183,8 @@ def processes() -> Iterator[list[RelayProcess]]:
     started: list[RelayProcess] = []
     yield started
     for process in started:
+        if process.process is not None and process.process.poll() is None:
+            process.signal(signal.SIGCONT)  # a paused one must be able to die
         process.kill()
 
 

@@ -101,3 +101,32 @@ async def test_above_info_level_no_delivery_line_is_written(configure: Configure
     structlog.get_logger("relay.test").warning("redis_unavailable")
     await asyncio.sleep(0)
     assert [line["msg"] for line in lines(out)] == ["redis_unavailable"]
+
+
+async def test_process_asyncio_tasks_counts_the_loops_tasks_at_scrape_time() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(observability.TaskCollector())
+
+    def tasks() -> float:
+        for line in generate_latest(registry).decode().splitlines():
+            if line.startswith("process_asyncio_tasks "):
+                return float(line.split()[1])
+        raise AssertionError("no process_asyncio_tasks line")
+
+    before = tasks()
+    parked = [asyncio.create_task(asyncio.Event().wait()) for _ in range(5)]
+    assert tasks() == before + 5
+    for task in parked:
+        task.cancel()
+    await asyncio.gather(*parked, return_exceptions=True)
+    assert tasks() == before
+
+
+def test_process_asyncio_tasks_is_absent_without_a_running_loop() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(observability.TaskCollector())
+    assert b"process_asyncio_tasks" not in generate_latest(registry)

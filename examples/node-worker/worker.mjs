@@ -43,6 +43,7 @@ function hashTag(key) {
   return key;
 }
 const dlqMarks = `relay:dedupe:{${hashTag(dlq)}}:${dlq}`;
+const dlqRecords = `relay:trail:{${hashTag(dlq)}}:${dlq}`;
 // On one Redis every key is "in the same slot"; on a Cluster only a hash-tagged stream
 // shares its DLQ's slot, and then the dead-letter call acknowledges too.
 const ackInCall = env.REDIS_CLUSTER !== "true" || calculateSlot(config.stream) === calculateSlot(dlq);
@@ -69,7 +70,7 @@ async function ensureGroup(startId = "0") {
 
 // Rule 6: one idempotent FCALL; the XACK follows only when the call could not make it.
 async function deadLetter(entryId, fields, attempts, error) {
-  const keys = ackInCall ? [dlq, dlqMarks, config.stream] : [dlq, dlqMarks];
+  const keys = ackInCall ? [dlq, dlqMarks, dlqRecords, config.stream] : [dlq, dlqMarks, dlqRecords];
   const flat = Object.entries(fields).flat();
   const args = [config.group, entryId, error, String(attempts), ...flat];
   const [dlqId] = await redis.call("FCALL", "relay_dead_letter_v1", keys.length, ...keys, ...args);

@@ -43,6 +43,9 @@ COMMANDS = {
     "stats": "workers",
     "schema": "interface",
     "asyncapi": "interface",
+    "events": "operator",
+    "pause": "operator",
+    "resume": "operator",
 }
 
 

@@ -165,29 +165,135 @@ def dlq_show(stream: str, dlq_id: str) -> None:
     click.echo(pretty)
 
 
+def _selection_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The filter flags ``relay dlq replay`` and ``purge`` share (the API's filter)."""
+    since = "Only those dead-lettered at or after this (7d, Unix time, ISO 8601)."
+    until = "Only those dead-lettered at or before this (7d, Unix time, ISO 8601)."
+    options = [
+        click.option("--event", default=None, help="Only dead letters of this event."),
+        click.option("--group", default=None, help="Only those this consumer group gave up on."),
+        click.option("--error", default=None, help="Only those whose error has this text."),
+        click.option("--since", default=None, help=since),
+        click.option("--until", default=None, help=until),
+        click.option("--dry-run", is_flag=True, help="Only say how many, and the first ids."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _filter_values(values: dict[str, Any], before: str | None = None) -> dict[str, Any]:
+    """The filter flags given, times as Unix ms."""
+    found: dict[str, Any] = {k: values[k] for k in ("event", "group", "error") if values[k]}
+    for name in ("since", "until"):
+        if values[name] is not None:
+            found[name] = str(_moment(values[name], f"--{name}"))
+    if before is not None:  # --before T: strictly older than T
+        until = _moment(before, "--before") - 1
+        found["until"] = str(min(until, int(found.get("until", until))))
+    return found
+
+
+def _moment(text: str, option: str) -> int:
+    try:
+        return parse_before(text)
+    except click.BadParameter:
+        raise click.BadParameter(
+            "use a duration (7d, 24h, 30m), Unix seconds or ms, or an ISO 8601 date-time",
+            param_hint=option,
+        ) from None
+
+
+def _run_job(stream: str, action: str, selection: Any, *, confirm: bool = False) -> Any:
+    """Count, maybe ask, then run the job here, as the API's jobs run (the stream's job
+    lock, the job record any relay can report, each dead letter acted on once)."""
+    from relay.operator.deadletters import dry_run
+    from relay.operator.jobs import JobRunning, job_status, submit
+    from relay.redis.keys import dlq_stream
+
+    async def work(redis: Any) -> Any:
+        if confirm:
+            matched = (await dry_run(redis, stream, selection))["matched"]
+            if matched and not click.confirm(
+                f"{action} {matched} dead letter(s) of {dlq_stream(stream)}?", err=True
+            ):
+                raise click.ClickException("nothing done")
+        try:
+            job = await submit(redis, stream, action, selection)  # type: ignore[arg-type]
+        except JobRunning as exc:
+            raise click.ClickException(
+                f"job {exc.job} is running on {stream}: wait for it, or cancel it "
+                f"(POST /api/jobs/{exc.job}/cancel)"
+            ) from None
+
+        def progress(counts: dict[str, int]) -> None:
+            click.echo(f"job {job.id}: {counts['done']} of {job.total} done", err=True)
+
+        state = await job.run(progress)
+        return await job_status(redis, job.id), state
+
+    status, state = with_redis(load_settings(), work)
+    if state != "done":
+        raise click.ClickException(
+            f"job {status['job']} {state}: {status['done']} of {status['total']} done"
+            + (f" ({status['error']})" if status.get("error") else "")
+        )
+    return status
+
+
+def _dry_run(stream: str, selection: Any, verb: str) -> None:
+    from relay.operator.deadletters import dry_run
+    from relay.redis.keys import dlq_stream
+
+    found = with_redis(load_settings(), lambda r: dry_run(r, stream, selection))
+    click.echo(f"{found['matched']} dead letter(s) of {dlq_stream(stream)} would be {verb}")
+    for dlq_id in found["sample"]:
+        click.echo(f"  {dlq_id}")
+    if found["matched"] > len(found["sample"]):
+        click.echo(f"  … and {found['matched'] - len(found['sample'])} more")
+
+
 @dlq.command("replay")
 @click.argument("stream")
 @click.option("--id", "ids", multiple=True, callback=entry_ids,
               help="A dead letter to replay (repeatable).")  # fmt: skip
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
-def dlq_replay(stream: str, ids: tuple[str, ...], replay_all: bool) -> None:
-    """Put dead letters back on STREAM, once each, and remove them from the DLQ."""
-    from relay.worker.deadletter import all_dead_ids, replay
+@_selection_options
+def dlq_replay(stream: str, ids: tuple[str, ...], replay_all: bool, **values: Any) -> None:
+    """Put dead letters back on STREAM, once each, and remove them from the DLQ: those
+    --id names, every one (--all), or those the filters match."""
+    from relay.operator.deadletters import Filter, Selection, SelectionError, check_ids
 
-    if bool(ids) == replay_all:
-        raise click.UsageError("give --id ID (one or more) or --all")
-    settings = load_settings()
-
-    async def work(redis: Any) -> list[tuple[str, str]]:
-        targets = await all_dead_ids(redis, stream) if replay_all else list(ids)
-        return [(dlq_id, await replay(redis, stream, dlq_id)) for dlq_id in targets]
-
-    results = with_redis(settings, work)
-    for dlq_id, outcome in results:
-        click.echo(f"{dlq_id}: {outcome}")
-    replayed = sum(outcome != "absent" for _, outcome in results)
+    filters = _filter_values(values)
+    if sum((bool(ids), replay_all, bool(filters))) != 1:
+        raise click.UsageError("give --id ID (one or more), --all, or filters (--event, …)")
+    try:
+        selection = (
+            Selection(ids=check_ids(ids)) if ids else Selection(filter=Filter.parse(filters))
+        )
+    except SelectionError as exc:
+        raise click.UsageError(str(exc)) from None
+    if values["dry_run"]:
+        _dry_run(stream, selection, "replayed")
+        return
+    present: set[str] = set()
+    if ids:
+        present = set(_present(stream, selection))
+    status = _run_job(stream, "replay", selection)
+    for dlq_id in ids:
+        click.echo(f"{dlq_id}: {'replayed' if dlq_id in present else 'absent'}")
     # "absent" is not an error: a replay run twice finds its work done, which is the point.
-    click.echo(f"{replayed} replayed onto {stream}, {len(results) - replayed} not found")
+    missing = len(ids) - status["done"] if ids else status["skipped"]
+    click.echo(f"{status['done']} replayed onto {stream}, {missing} not found")
+
+
+def _present(stream: str, selection: Any) -> list[str]:
+    from relay.operator.deadletters import matching
+
+    async def work(redis: Any) -> list[str]:
+        return [dlq_id async for dlq_id in matching(redis, stream, selection)]
+
+    return with_redis(load_settings(), work)
 
 
 _DURATION = re.compile(r"(\d+)([smhd])")
@@ -217,14 +323,23 @@ def parse_before(text: str) -> int:
 @dlq.command("purge")
 @click.argument("stream")
 @click.option("--before", default=None, help="Only dead letters older than this (7d, ISO time).")
-def dlq_purge(stream: str, before: str | None) -> None:
-    """Delete dead letters of STREAM: all, or those dead-lettered before --before."""
+@_selection_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def dlq_purge(stream: str, before: str | None, yes: bool, **values: Any) -> None:
+    """Delete dead letters of STREAM: all, or those the filters (and --before) match.
+    Says how many and asks first, unless --yes."""
+    from relay.operator.deadletters import Filter, Selection, SelectionError
     from relay.redis.keys import dlq_stream
-    from relay.worker.deadletter import purge
 
-    before_ms = parse_before(before) if before is not None else None
-    removed = with_redis(load_settings(), lambda r: purge(r, stream, before_ms))
-    click.echo(f"purged {removed} dead letter(s) from {dlq_stream(stream)}")
+    try:
+        selection = Selection(filter=Filter.parse(_filter_values(values, before)))
+    except SelectionError as exc:
+        raise click.UsageError(str(exc)) from None
+    if values["dry_run"]:
+        _dry_run(stream, selection, "purged")
+        return
+    status = _run_job(stream, "purge", selection, confirm=not yes)
+    click.echo(f"purged {status['done']} dead letter(s) from {dlq_stream(stream)}")
 
 
 @main.command()

@@ -17,15 +17,28 @@ from aiohttp import web
 from relay.console.rendering import render
 from relay.operator.overview import Overview
 from relay.operator.security import LOGIN_PATH, SECURITY, session_of
-from relay.redis.client import REDIS_DOWN
+from relay.redis.errors import REDIS_DOWN
 
 STATIC = Path(str(files("relay.console").joinpath("static")))
 REFRESH_SECONDS = 5
 
 
+# Route names of the pages other modules add: linked only where they exist.
+EVENTS_PAGE = "console-events"
+DEAD_LETTERS_PAGE = "console-dead-letters"
+PAUSE_FORMS = "console-pause"
+
+
 def page(template: str, request: web.Request, *, status: int = 200, **context: Any) -> web.Response:
     session = session_of(request)
-    text = render(template, csrf=session.csrf if session else None, **context)
+    text = render(
+        template,
+        csrf=session.csrf if session else None,
+        events_page=EVENTS_PAGE in request.app.router,
+        dead_letters_page=DEAD_LETTERS_PAGE in request.app.router,
+        pause_forms=PAUSE_FORMS in request.app.router,
+        **context,
+    )
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 

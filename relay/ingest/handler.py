@@ -24,11 +24,13 @@ from relay.ingest.remote import ClientAddress
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import SignatureError, Verifier
 from relay.observability import IngestMetrics, log_delivery
+from relay.streams.append import Conflict
 from relay.streams.errors import ReplicationTimeout, StreamsUnavailable
 from relay.streams.routes import Router
 from relay.streams.writer import Entry, FanoutWriter
 
 RETRY_AFTER_SECONDS = "5"
+DIGEST_PREFIX = "sha256:"  # how a body's digest is named in the conflict's log line
 
 log = structlog.get_logger("relay.ingest")
 
@@ -179,7 +181,10 @@ class IngestHandler:
             fields["error"] = exc.error
             return self._unavailable(fields, "redis_unavailable")
 
-        new_entries = len(written) - written.count(None)
+        new_entries = sum(isinstance(result, str) for result in written)
+        conflict = next((result for result in written if isinstance(result, Conflict)), None)
+        if conflict is not None:
+            self._conflict(message_id, conflict, entry.facts().digest)
         if new_entries:
             outcome = "accepted"
             self._metrics.accepted.inc()
@@ -191,6 +196,17 @@ class IngestHandler:
         fields["streams"] = len(streams)
         fields["written"] = new_entries
         return _answer(200, {"status": outcome, "id": message_id})
+
+    def _conflict(self, message_id: str, conflict: Conflict, digest: str) -> None:
+        """A duplicate id with another body: still answered ``duplicate`` (the sender may be
+        retrying), but counted and logged with both digests (never the bodies)."""
+        self._metrics.conflicting.inc()
+        log.warning(
+            "delivery_id_conflict",
+            id=message_id,
+            first_digest=DIGEST_PREFIX + conflict.digest,
+            digest=DIGEST_PREFIX + digest,
+        )
 
     def _reject(
         self, fields: dict[str, Any], status: int, reason: str, detail: str | None = None

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from relay.operator.overview import Overview
 from relay.operator.security import error
-from relay.redis.client import REDIS_DOWN
+from relay.redis.errors import REDIS_DOWN
 
 
 def overview_routes(overview: Overview) -> Callable[[web.Application], None]:

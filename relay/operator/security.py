@@ -198,15 +198,15 @@ class OperatorSecurity:
         """Count a failed attempt from the request's address (and log it, without the token)."""
         address = client_address(request)
         shut_out = self.limiter.failed(address)
-        log.warning("operator_auth_failed", reason=reason, client=address, path=request.path)
+        log.warning("operator_auth_failed", reason=reason, remote=address, path=request.path)
         if shut_out:
-            log.warning("operator_address_blocked", client=address, seconds=self.limiter.window)
+            log.warning("operator_address_blocked", remote=address, seconds=self.limiter.window)
 
     async def login_accepted(self, request: web.Request) -> bool:
         """Whether the login form's ``token`` field is the token (a failure counts)."""
         presented = (await request.post()).get("token")
         if isinstance(presented, str) and self.token_matches(presented.strip()):
-            log.info("audit", action="login", client=client_address(request))
+            log.info("audit", action="login", remote=client_address(request))
             return True
         self.failed(request, "wrong_token" if presented else "no_token")
         return False
@@ -253,7 +253,7 @@ class OperatorSecurity:
             return answer
         site = request.headers.get("Sec-Fetch-Site")
         if request.method not in SAFE_METHODS and site is not None and site != "same-origin":
-            log.warning("operator_cross_site_refused", client=client_address(request), site=site)
+            log.warning("operator_cross_site_refused", remote=client_address(request), site=site)
             return error(403, "cross_site_request")
         return None
 
@@ -276,7 +276,7 @@ class OperatorSecurity:
             raise web.HTTPSeeOther(LOGIN_PATH)
         request[SESSION] = session
         if request.method not in SAFE_METHODS and not await _carries_csrf(request, session):
-            log.warning("operator_csrf_refused", client=client_address(request), path=path)
+            log.warning("operator_csrf_refused", remote=client_address(request), path=path)
             return error(403, "csrf_token_missing_or_wrong")
         return None
 

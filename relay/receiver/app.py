@@ -17,6 +17,8 @@ from aiohttp import web
 
 from relay.console.pages import console_routes
 from relay.ingest.connections import SERVER_HEADER, PublicSite
+from relay.operator.api import operator_routes
+from relay.operator.operations import Operations
 from relay.operator.overview import Overview
 from relay.operator.overview_routes import overview_routes
 from relay.operator.security import OperatorSecurity
@@ -45,14 +47,21 @@ def build_admin_app(relay: Relay) -> web.Application:
     """The receiver's /healthz (with its version), /readyz and /metrics; with
     RELAY_ADMIN_TOKEN, the operator API and console behind their guard."""
     token = relay.settings.admin_token
-    overview = Overview(relay.redis, relay.settings, relay.streams, relay.registration)
+    operations = Operations(relay.redis, relay.streams)
+    overview = Overview(
+        relay.redis, relay.settings, relay.streams, relay.registration, paused=operations.paused
+    )
     return admin_app(
         health={"status": "ok", "version": __version__},
         readiness=relay.ready,
         metrics=relay.scrape,
         server_header=SERVER_HEADER,
         security=OperatorSecurity(token) if token is not None else None,
-        operator=[overview_routes(overview), console_routes(overview)],
+        operator=[
+            overview_routes(overview),
+            operator_routes(operations),
+            console_routes(overview),
+        ],
     )
 
 

@@ -15,7 +15,7 @@ from relay.ingest.handler import IngestHandler
 from relay.ingest.remote import ClientAddress
 from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import Verifier, verifier_for
-from relay.observability import IngestMetrics
+from relay.observability import IngestMetrics, TaskCollector
 from relay.redis.client import REDIS_DOWN, Redis, check_version, redis_from_settings
 from relay.redis.functions import load_library
 from relay.redis.replication import ReplicaAck
@@ -60,6 +60,7 @@ class Relay:
         metrics = IngestMetrics()
         if not multiprocess_metrics():
             ProcessCollector(registry=metrics.registry)
+            metrics.registry.register(TaskCollector())
         secrets = SecretSource(
             settings.webhook_secrets,
             verifier.key_for,

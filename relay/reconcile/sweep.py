@@ -120,7 +120,7 @@ class Sweep:
             new = await self._missing_from(streams, dedupe_marks(entry.id, entry.content_mark))
         else:
             written = await self._writer.write(entry, streams)
-            new = tuple(s for s, w in zip(streams, written, strict=True) if w is not None)
+            new = tuple(s for s, w in zip(streams, written, strict=True) if isinstance(w, str))
         if not new:
             result.present += 1
             return None

@@ -2,7 +2,8 @@
 format of the relay lives in this package and nowhere else.
 
 - ``client``: the one client a process uses (single server, Sentinel, Cluster), its version
-  check, and the redis-py names the rest of the relay may use (``Redis``, the errors);
+  check, and ``Redis`` for the rest of the relay's type hints; ``cluster``: hash slots and
+  the masters serving them; ``errors``: the redis-py errors the rest of the relay catches;
 - ``keys``: the key layout, every key the relay reads or writes, spelled once;
 - ``scripts`` and ``lua/``: the one registry of Lua scripts, run one way (``EVALSHA``, the
   script loaded again on ``NOSCRIPT``);
@@ -13,6 +14,8 @@ format of the relay lives in this package and nowhere else.
 - ``replication``: replica acknowledgement (the fence and ``WAIT``).
 
 The domain packages (``streams``, ``worker``, ``registration``, ``reconcile``, ``ingest``)
-call these and raise their own errors; ``tests/redis/test_boundary.py`` holds the line.
+call these; the write path turns a Redis failure into the streams' own errors
+(``relay.streams.errors``), so the ingest never sees a redis-py exception.
+``tests/redis/test_boundary.py`` holds the line.
 This module imports nothing, so importing ``relay.redis.keys`` costs no redis-py import.
 """

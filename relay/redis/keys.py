@@ -15,10 +15,16 @@ Beside each stream (its slot):
     ``relay:dedupe:{<tag>}:<stream>``   ids and content marks already written
     ``relay:trim:{<tag>}:<stream>``     the trimmer's position marks
     ``relay:replayed:{<tag>}:<stream>`` dead letters replayed onto it
+    ``relay:replays:{<tag>}:<stream>``  each replay's new entry id
+    ``relay:trail:{<tag>}:<stream>``    what each append recorded for the event trail
+    ``relay:extractions:{<tag>}:<stream>`` the events of each extraction id
+    ``relay:paused:{<tag>}:<stream>``   the groups an operator paused
+    ``relay:job-lock:{<tag>}:<stream>`` the replay or purge job running on it
 Shared by the relays of one installation (``<prefix>`` is ``RELAY_REGISTRATION_PREFIX``):
     ``<prefix>:registration:{<url>}``   the webhook registration record (and ``…:lock``)
     ``<prefix>:reconcile``              reconciliation state (and ``…:lock``, ``…:last_sweep``)
     ``relay:replication-fence``         the fence before ``WAIT`` (one per slot on a cluster)
+    ``relay:job:{<id>}``                one replay or purge job (operator API)
 """
 
 from __future__ import annotations
@@ -102,6 +108,33 @@ def replay_marks_key(stream: str) -> str:
     return f"relay:replayed:{{{hash_tag(stream)}}}:{stream}"
 
 
+def replays_key(stream: str) -> str:
+    """Each replay's new entry id, by replay mark (same hash slot as the stream)."""
+    return f"relay:replays:{{{hash_tag(stream)}}}:{stream}"
+
+
+def trail_records_key(stream: str) -> str:
+    """What each event's append recorded in ``stream`` (hash: message id or dead-letter
+    mark -> entry id, body digest, duplicates, ...; same slot; see append_once.lua)."""
+    return f"relay:trail:{{{hash_tag(stream)}}}:{stream}"
+
+
+def extraction_index_key(stream: str) -> str:
+    """The events of each extraction id whose first stream was ``stream`` (hash: extraction
+    id -> their message ids, newline-separated; same slot; see append_once.lua)."""
+    return f"relay:extractions:{{{hash_tag(stream)}}}:{stream}"
+
+
+def pause_key(stream: str) -> str:
+    """The consumer groups of ``stream`` an operator paused (hash: group -> when, Unix ms)."""
+    return f"relay:paused:{{{hash_tag(stream)}}}:{stream}"
+
+
+def job_lock_key(stream: str) -> str:
+    """The id of the replay or purge job running on ``stream`` (expiring; one at a time)."""
+    return f"relay:job-lock:{{{hash_tag(stream)}}}:{stream}"
+
+
 # Shared by the relays of one installation
 
 
@@ -128,6 +161,11 @@ def reconcile_last_sweep_key(prefix: str) -> str:
 def reconcile_lock_key(prefix: str) -> str:
     """The lock of the relay sweeping now."""
     return f"{prefix}:reconcile:lock"
+
+
+def job_key(job_id: str) -> str:
+    """One replay or purge job (hash; see ``relay.operator.jobs``)."""
+    return f"relay:job:{{{job_id}}}"
 
 
 def fence_key(stream: str | None = None) -> str:

@@ -49,10 +49,11 @@ LOCK_EXTEND = _load("lock_extend")  # compare-and-expire (registration.lock)
 LOCK_RELEASE = _load("lock_release")  # compare-and-delete (registration.lock)
 RECONCILE_BEAT = _load("reconcile_beat")  # heartbeat, gap detection (reconcile.state)
 RECONCILE_FINISH = _load("reconcile_finish")  # a sweep done (reconcile.state)
+JOB_FINISH = _load("job_finish")  # an operator job ends unless cancelled (operator.jobs)
 
 SCRIPTS = (
     APPEND_ONCE, HEALTH, TRIM, KEEP_CLAIMED, RECLAIM,
-    LOCK_EXTEND, LOCK_RELEASE, RECONCILE_BEAT, RECONCILE_FINISH,
+    LOCK_EXTEND, LOCK_RELEASE, RECONCILE_BEAT, RECONCILE_FINISH, JOB_FINISH,
 )  # fmt: skip
 
 

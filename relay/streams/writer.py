@@ -7,6 +7,7 @@ its content mark. A stream that has seen either inside the window holds the even
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -18,6 +19,8 @@ from relay.redis.errors import REDIS_DOWN
 from relay.redis.replication import ReplicaAck, ReplicasBehind, confirmed_pipeline
 from relay.redis.scripts import APPEND_ONCE
 from relay.streams.append import (
+    TrailFacts,
+    Written,
     append_command,
     decode_reply,
     encoded_append,
@@ -43,6 +46,12 @@ class Entry:
     extraction_id: str
     workflow_id: str
     content_mark: str | None
+
+    def facts(self) -> TrailFacts:
+        """What the trail records beside the entry id (the body's digest tells a
+        conflicting duplicate: the same id with another body)."""
+        digest = hashlib.sha256(self.payload).hexdigest()
+        return TrailFacts(digest, self.received_at, self.event, self.extraction_id)
 
     def fields(self) -> list[bytes]:
         return [
@@ -71,21 +80,24 @@ class FanoutWriter:
     async def load_script(self) -> None:
         await load_script(self._redis)
 
-    async def write(self, entry: Entry, streams: Sequence[str]) -> list[str | None]:
+    async def write(self, entry: Entry, streams: Sequence[str]) -> list[Written]:
         """Write ``entry`` to every stream that has seen neither its id nor its content
-        mark; per stream, its new entry id or ``None`` for "already there". Returns only
-        once every stream holds it (and its marks).
+        mark; per stream, its new entry id, ``None`` for "already there", or a
+        :class:`~relay.streams.append.Conflict` for "already there with another body".
+        Returns only once every stream holds it (and its marks and trail record).
 
         Raises :class:`ReplicationTimeout` when replicas did not confirm in time, and
         :class:`StreamsUnavailable` when Redis failed (nothing or part may be written:
         a re-send completes it, once)."""
         marks = dedupe_marks(entry.id, entry.content_mark)
+        facts = entry.facts()
         try:
             if self._cluster:
-                return await self._write_by_slot(entry, streams, marks)
+                return await self._write_by_slot(entry, streams, marks, facts)
             # A single Redis: one command for every stream, sent with the other deliveries'.
             tail = [
-                *self._limits, b"%d" % len(marks), *(m.encode() for m in marks), *entry.fields()
+                *self._limits, b"%d" % len(marks), *facts.args(), *(m.encode() for m in marks),
+                *entry.fields(),
             ]  # fmt: skip
             return decode_reply(await self.batcher.run(encoded_append(tuple(streams), tail)))
         except ReplicasBehind as exc:
@@ -94,8 +106,8 @@ class FanoutWriter:
             raise StreamsUnavailable(type(exc).__name__) from exc
 
     async def _write_by_slot(
-        self, entry: Entry, streams: Sequence[str], marks: Sequence[str]
-    ) -> list[str | None]:
+        self, entry: Entry, streams: Sequence[str], marks: Sequence[str], facts: TrailFacts
+    ) -> list[Written]:
         """One command per hash slot (a script touches one slot), in one cluster pipeline:
         one round trip per node (with its ``WAIT`` when replicas must confirm)."""
         slots: dict[int, list[int]] = {}
@@ -104,7 +116,7 @@ class FanoutWriter:
         groups = list(slots.values())
         commands = [
             append_command([streams[i] for i in group], marks, entry.fields(),
-                           window_ms=self._window_ms, maxlen=0)
+                           window_ms=self._window_ms, maxlen=0, facts=facts)
             for group in groups
         ]  # fmt: skip
         if self._ack is None:
@@ -116,7 +128,7 @@ class FanoutWriter:
                 cluster, APPEND_ONCE, commands, slot_streams, self._ack
             )
             replies = [decode_reply(reply) for reply in confirmed]
-        written: list[str | None] = [None] * len(streams)
+        written: list[Written] = [None] * len(streams)
         for group, reply in zip(groups, replies, strict=True):
             for index, entry_id in zip(group, reply, strict=True):
                 written[index] = entry_id

@@ -16,11 +16,27 @@ from typing import Any, Literal
 from relay.redis.client import Redis
 from relay.redis.cluster import is_cluster, key_slot
 from relay.redis.functions import DEAD_LETTER, REPLAY, fcall
-from relay.redis.keys import dedupe_key, dlq_stream, replay_marks_key
+from relay.redis.keys import (
+    dedupe_key,
+    dlq_stream,
+    replay_marks_key,
+    replays_key,
+    trail_records_key,
+)
 
 DLQ_FIELDS = ("error", "attempts", "group", "original_id", "failed_at")
 REPLAYED_FROM = "replayed_from"  # on a replayed entry: the dead letter it came from
 DLQ_MAXLEN = 1_000_000  # relay_v1.lua's (approximate): the AsyncAPI document states it
+
+
+def dead_mark(group: str, entry_id: str) -> str:
+    """The mark of ``group``'s move of ``entry_id`` to the DLQ (relay_v1.lua spells it
+    too); the DLQ's trail record under it holds the dead letter's entry id."""
+    return f"dead/{group}/{entry_id}"
+
+
+def replay_mark(dlq_id: str) -> str:
+    return f"replay/{dlq_id}"
 
 
 async def dead_letter(
@@ -38,7 +54,7 @@ async def dead_letter(
     DLQ's slot (always on a single Redis), else by an ``XACK`` after it."""
     dlq = dlq_stream(stream)
     together = not is_cluster(redis) or key_slot(stream) == key_slot(dlq)
-    keys = [dlq, dedupe_key(dlq), *([stream] if together else [])]
+    keys = [dlq, dedupe_key(dlq), trail_records_key(dlq), *([stream] if together else [])]
     flat: list[str | bytes | int] = [group, entry_id, error, attempts]
     for name, value in fields.items():
         flat += [name, value]
@@ -106,7 +122,8 @@ async def replay(redis: Redis, stream: str, dlq_id: str) -> ReplayOutcome:
     flat: list[str | bytes] = [dlq_id]
     for name, value in letter.fields.items():
         flat += [name, value]
-    new_id = await fcall(redis, REPLAY, [stream, replay_marks_key(stream)], flat)
+    keys = [stream, replay_marks_key(stream), replays_key(stream)]
+    new_id = await fcall(redis, REPLAY, keys, flat)
     await redis.xdel(dlq_stream(stream), dlq_id)
     return "replayed" if new_id else "finished"  # "": replayed before, only the XDEL left
 

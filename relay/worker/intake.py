@@ -1,6 +1,7 @@
 """The shape both intake loops share (reading new entries, taking over idle ones): wait
-for the breaker and for room, fetch no more than can start now, recreate a vanished group,
-ride out a Redis outage, then hand what came to the worker.
+while an operator paused the group, for the breaker and for room, fetch no more than can
+start now, recreate a vanished group, ride out a Redis outage, then hand what came to the
+worker.
 
 Fetching no more than can start now keeps entries waiting in Redis, where any consumer with
 a free slot may take them, instead of in this process.
@@ -39,6 +40,7 @@ async def intake_loop(
     """Until the worker stops: ``fetch(room)`` then ``deliver`` what it found."""
     failures = 0
     while True:
+        await worker.or_stop(worker.pause.wait_resumed())
         await worker.or_stop(worker.breaker.wait_closed())
         room = await worker.or_stop(worker.capacity.reserve())
         try:

@@ -33,8 +33,9 @@ class WorkerMetrics(BaseWorkerMetrics):
         )
         self.paused = Gauge(
             "relay_worker_paused",
-            "1 while a downstream outage (every call failing) pauses consumption.",
-            labels,
+            "1 while consumption is paused: reason=outage (every call failing), "
+            "reason=operator (relay pause, or the operator API).",
+            [*labels, "reason"],
             registry=r,
         )
 
@@ -52,7 +53,8 @@ class WorkerMetrics(BaseWorkerMetrics):
             lost=self.lost.labels(*labels),
             in_flight=self.in_flight.labels(*labels),
             held=self.held.labels(*labels),
-            paused=self.paused.labels(*labels),
+            paused=self.paused.labels(*labels, "outage"),
+            paused_by_operator=self.paused.labels(*labels, "operator"),
             latency={
                 outcome: self.latency.labels(*labels, outcome)
                 for outcome in ("handled", "failed", "rejected")
@@ -71,5 +73,6 @@ class WorkerSeries:
     lost: Counter
     in_flight: Gauge
     held: Gauge
-    paused: Gauge
+    paused: Gauge  # by an outage
+    paused_by_operator: Gauge
     latency: dict[str, Histogram]

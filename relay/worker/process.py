@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import ProcessCollector, generate_latest
 
+from relay.observability import TaskCollector
 from relay.receiver.admin import admin_app, admin_runner
 from relay.redis.client import Redis, RedisTooOld, redis_from_settings, wait_for_version
 from relay.settings import Settings
@@ -42,6 +43,7 @@ async def run_worker(
     redis = redis_from_settings(settings)
     metrics = WorkerMetrics()
     ProcessCollector(registry=metrics.registry)
+    metrics.registry.register(TaskCollector())
     # A blocking read must return well inside the socket timeout.
     block = min(2.0, settings.redis_timeout / 2)
     worker = Worker(redis, handler=handler, metrics=metrics, block=block, **options)

@@ -9,7 +9,8 @@ taken over after ``claim_idle``; entries this consumer holds are kept claimed by
 Three loops feed and guard the held entries: ``read`` takes new entries
 (``relay.worker.reading``), ``claim`` takes over idle ones and ``heartbeat`` keeps ours
 (``relay.worker.takeover``). Both intake loops share one shape (``relay.worker.intake``):
-they wait while the hold is full or a downstream outage pauses consumption. This module
+they wait while the hold is full, a downstream outage or an operator (``relay.worker.pause``,
+polled by a fourth loop) pauses consumption. This module
 runs them and follows each entry from its first attempt to its acknowledgement.
 """
 
@@ -41,6 +42,7 @@ from relay.worker.event import Event, MalformedEntry, decode_fields, parse_entry
 from relay.worker.handling import Outcome, call_handler
 from relay.worker.intake import TRANSIENT, Stopping
 from relay.worker.metrics import WorkerMetrics
+from relay.worker.pause import PauseWatch
 from relay.worker.reading import read_loop
 from relay.worker.retry import RetryPolicy
 from relay.worker.takeover import claim_loop, heartbeat_loop
@@ -131,13 +133,15 @@ class Worker:
         self.capacity = Capacity(concurrency, max_held or HELD_PER_SLOT * concurrency)
         self.log = log.bind(stream=stream, group=group, consumer=self.consumer)
         self.breaker = Breaker(outage_threshold, outage_probe_interval, self.log)
+        self.series = self.metrics.series(stream, group)
+        self.pause = PauseWatch(redis, stream, group, self.series.paused_by_operator, self.log)
         self._lifespan = lifespan or _no_lifespan
         self._state: Mapping[str, Any] = {}
-        self.series = self.metrics.series(stream, group)
         self.claims = Claims(redis, stream, group, self.consumer)
         self._acks = AckBatcher(redis, stream, group)
         self._tasks: set[asyncio.Task[None]] = set()
         self.gone: set[str] = set()  # held entries whose message was deleted meanwhile
+        self._about: dict[str, dict[str, Any]] = {}  # held entries: what their log lines name
         self.last_read: str | None = None  # the newest entry this consumer was given
         self._generation = 0  # bumped when the group is recreated
         self.phase = "starting"  # then "running", "draining" (handlers finish), "stopped"
@@ -195,6 +199,7 @@ class Worker:
 
     async def _serve(self) -> None:
         intake = [
+            asyncio.create_task(self.pause.run(), name="pause"),
             asyncio.create_task(read_loop(self), name="read"),
             asyncio.create_task(claim_loop(self), name="claim"),
         ]
@@ -231,6 +236,8 @@ class Worker:
         if not self.capacity.hold(entry_id):
             return  # already ours and in progress (taken over from ourselves)
         self.series.held.set(len(self.capacity.held))
+        message_id = raw.get(b"id", b"").decode(errors="replace")
+        self._about[entry_id] = {"entry_id": entry_id, "id": message_id, "attempt": attempt}
         task = asyncio.create_task(self._process(entry_id, decode_fields(raw), attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -273,12 +280,14 @@ class Worker:
                 if deliveries <= 0:
                     return
                 event = replace(event, attempt=deliveries)
+                self._about[entry_id]["attempt"] = deliveries
         except Stopping:
             pass  # left pending: taken over after claim_idle, by us or another consumer
         except ResponseError as exc:
             # NOGROUP and the like: the entry's state went with the group; nothing to ack.
-            self.log.error("entry_abandoned", entry_id=entry_id, error=str(exc))
+            self.log.error("entry_abandoned", **self.entry(entry_id), error=str(exc))
         finally:
+            self._about.pop(entry_id, None)
             self.capacity.release(entry_id)
             self.gone.discard(entry_id)
             self.series.held.set(len(self.capacity.held))
@@ -311,10 +320,7 @@ class Worker:
         after = outcome.retry_after
         delay = self.retry.delay(event.attempt) if after is None else after
         self.series.retried.inc()
-        self.log.info(
-            "retry_scheduled", entry_id=event.entry_id, attempt=event.attempt,
-            retry_in_s=round(delay, 3),
-        )  # fmt: skip
+        self.log.info("retry_scheduled", **self.entry(event.entry_id), retry_in_s=round(delay, 3))
         await self.or_stop(asyncio.sleep(delay))
         deliveries = int(await self._redis_call(self.claims.reclaim, event.entry_id))
         if deliveries == -1:  # acknowledged by the reclaim
@@ -324,7 +330,7 @@ class Worker:
         elif deliveries == 0 and generation != self._generation:
             await self.lost(event.entry_id, "its group was recreated meanwhile")
         elif deliveries == 0:
-            self.log.info("retry_dropped", entry_id=event.entry_id, reason="taken over")
+            self.log.info("retry_dropped", **self.entry(event.entry_id), reason="taken over")
         return deliveries
 
     async def _attempt(self, event: Event) -> Outcome:
@@ -355,16 +361,24 @@ class Worker:
             error=error, attempts=attempts,
         )  # fmt: skip
         self.series.dead_lettered.inc()
-        self.log.warning("dead_lettered", entry_id=entry_id, attempts=attempts, error=error[:500])
+        self.log.warning(
+            "dead_lettered", **self.entry(entry_id), attempts=attempts, error=error[:500]
+        )
 
     async def lost(self, entry_id: str, reason: str, *, ack: bool = True) -> None:
         """An entry of the group went before its handler succeeded: never silently."""
         self.series.lost.inc()
-        self.log.error("entry_lost", entry_id=entry_id, reason=reason)
+        self.log.error("entry_lost", **self.entry(entry_id), reason=reason)
         if ack:
             await self._redis_call(self.redis.xack, self.stream, self.group, entry_id)
 
     # --- helpers -----------------------------------------------------------------------
+
+    def entry(self, entry_id: str) -> dict[str, Any]:
+        """What every log line about an entry names beside the stream and group (bound):
+        ``entry_id``, the webhook's ``id`` and the ``attempt`` (``None`` when this worker
+        does not hold it, e.g. a deleted entry it never read)."""
+        return self._about.get(entry_id) or {"entry_id": entry_id, "id": None, "attempt": None}
 
     async def or_stop(self, step: Awaitable[T]) -> T:
         """Await ``step`` unless the worker stops first (then raise ``Stopping``)."""

@@ -31,10 +31,8 @@ async def claim_loop(worker: Worker) -> None:
                 await worker.lost(entry_id, "deleted while pending", ack=False)
         for claimed in taken.claimed:
             worker.series.taken_over.inc()
-            worker.log.info(
-                "entry_taken_over", entry_id=claimed.entry_id, attempt=claimed.deliveries
-            )
             worker.spawn(claimed.entry_id, claimed.fields, attempt=claimed.deliveries)
+            worker.log.info("entry_taken_over", **worker.entry(claimed.entry_id))
         if taken.finished and not taken.claimed:
             await worker.or_stop(asyncio.sleep(interval))
 
@@ -55,5 +53,5 @@ async def heartbeat_loop(worker: Worker) -> None:
             raise
         for entry_id in kept.lost:
             if entry_id in worker.capacity.held:  # not just acknowledged meanwhile
-                worker.log.warning("entry_no_longer_ours", entry_id=entry_id)
+                worker.log.warning("entry_no_longer_ours", **worker.entry(entry_id))
         worker.gone.update(kept.gone)

@@ -4,7 +4,6 @@ pending, and the dead-letter stream holding exactly the poison entries, once eac
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,15 +40,6 @@ def holding(client: redis.Redis, consumer: str) -> int:
     return counts.get(consumer, 0)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 def test_workers_killed_under_load(own_redis: RedisServer, say: Callable[[str], None]) -> None:
     client = own_redis.client()
     ids = []
@@ -72,18 +62,20 @@ def test_workers_killed_under_load(own_redis: RedisServer, say: Callable[[str], 
         for n, victim in enumerate(victims):
             victim.start(wait_ready=False)
             # SIGKILL mid-work, once it holds entries: they wait for a takeover.
-            wait_for(lambda: holding(client, f"victim-{n}") > 0)  # noqa: B023
+            victim.wait_for(lambda: holding(client, f"victim-{n}") > 0,  # noqa: B023
+                            what=f"victim-{n} holding entries", within=30)  # fmt: skip
             victim.kill()
             kills += 1
         # The survivor starts last, so every victim finds a backlog to take from however
         # slowly this machine starts processes; it takes over what the victims held.
         steady.start(wait_ready=False)
-        wait_for(
+        steady.wait_for(
             lambda: (
                 client.xpending(STREAM, GROUP)["pending"] == 0
                 and client.xlen(f"{STREAM}:dlq") == len(poison)
             ),
-            timeout=60,
+            what="nothing pending, every poison entry dead-lettered",
+            within=60,
         )
     finally:
         for victim in victims:

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 import relay
 from relay.cli import main
 from tests.support.redis_server import free_port
+from tests.support.waiting import wait_for_sync
 
 pytestmark = pytest.mark.process
 ROOT = Path(relay.__file__).resolve().parents[1]
@@ -91,18 +91,21 @@ def run(
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "relay", *argv], env=env,
                                    stdout=stdout, stderr=stderr, cwd=home)  # fmt: skip
-    deadline = time.monotonic() + 60
+
+    def outcome() -> str | None:
+        if process.poll() is not None:
+            return "ended"
+        said = out.read_text(errors="replace") + err.read_text(errors="replace")
+        return "waiting" if any(marker in said for marker in waiting) else None
+
     code: int | None = None
     try:
-        while (code := process.poll()) is None:
-            said = out.read_text(errors="replace") + err.read_text(errors="replace")
-            if any(marker in said for marker in waiting):
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
-                code = None
-                break
-            assert time.monotonic() < deadline, f"relay {' '.join(argv)} neither ended nor waited"
-            time.sleep(0.05)
+        what = f"relay {' '.join(argv)} to end or to wait"
+        if wait_for_sync(outcome, what=what, within=60) == "ended":
+            code = process.returncode
+        else:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
     finally:
         if process.poll() is None:
             process.kill()

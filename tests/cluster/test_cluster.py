@@ -5,17 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from typing import cast
 
 import aiohttp
 import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 from redis.asyncio import Redis
-from redis.asyncio import RedisCluster as AsyncRedisCluster
 
 from relay.cli import main
 from relay.registration.client import AnyFormatClient
@@ -28,22 +24,9 @@ from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.http import concurrent_copies
 from tests.support.redis_cluster import RedisCluster
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for
 
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
-
-
-@pytest.fixture
-def cluster(redis_cluster: RedisCluster) -> RedisCluster:
-    redis_cluster.wait_ok()
-    redis_cluster.client().flushall()
-    return redis_cluster
-
-
-@pytest.fixture
-async def async_client(cluster: RedisCluster) -> AsyncIterator[Redis]:
-    client = cast(Redis, AsyncRedisCluster.from_url(cluster.url))
-    yield client
-    await client.aclose()
 
 
 def test_the_default_streams_live_on_different_masters(cluster: RedisCluster) -> None:
@@ -90,24 +73,17 @@ async def test_content_marks_dedupe_across_shards(
         assert fields[b"id"] == b"msg_1"
 
 
-@pytest.fixture
-def fake_api() -> Iterator[FakeAnyFormat]:
-    api = FakeAnyFormat().start()
-    yield api
-    api.close()
-
-
 async def test_registration_lock_record_and_secret_reload_on_a_cluster(
     start_relay: StartRelay,
     cluster: RedisCluster,
-    async_client: Redis,
+    cluster_client: Redis,
     fake_api: FakeAnyFormat,
     http: aiohttp.ClientSession,
 ) -> None:
     url = "https://relay.example.test/webhooks/anyformat"
     async with AnyFormatClient(fake_api.url, SecretStr(API_KEY)) as api:
         registrars = [
-            Registrar(async_client, api, prefix="anyformat", public_url=url,
+            Registrar(cluster_client, api, prefix="anyformat", public_url=url,
                       events=["extraction.completed"])
             for _ in range(3)
         ]  # fmt: skip
@@ -117,14 +93,18 @@ async def test_registration_lock_record_and_secret_reload_on_a_cluster(
             cluster.url, RELAY_REDIS_CLUSTER=True, RELAY_WEBHOOK_SECRET=None,
             RELAY_PUBLIC_URL=url, RELAY_SECRET_REFRESH_INTERVAL=0.1,
         )  # fmt: skip
+        before = server.relay.secrets.keys
+        assert before  # the first record, read at start
         new, _ = await registrars[0].rotate(grace=None)  # the relay picks the new one up
-        await asyncio.sleep(0.5)
+        await wait_for(
+            lambda: server.relay.secrets.keys not in (before, ()), what="the rotated key set read"
+        )
     body = event_body()
     secret = new.secret.get_secret_value()
     target = f"http://127.0.0.1:{server.public_port}/webhooks/anyformat"
     async with http.post(target, data=body, headers=sign(body, secret=secret)) as response:
         assert response.status == 200
-    stored = await load_record(async_client, "anyformat", url)
+    stored = await load_record(cluster_client, "anyformat", url)
     assert stored is not None and stored.id == new.id
 
 
@@ -165,10 +145,10 @@ async def test_a_master_failover_during_a_run(
     finally:
         stop.set()
         thread.join(10)
-    deadline = time.monotonic() + 10
-    while replica.client().execute_command("ROLE")[0] != b"master":
-        assert time.monotonic() < deadline, "the failover did not happen"
-        await asyncio.sleep(0.1)
+    await wait_for(
+        lambda: replica.client().execute_command("ROLE")[0] == b"master",
+        what="the replica promoted by the failover",
+    )
     client = cluster.client()
     with capsys.disabled():
         print(f"\n[cluster failover] {report.summary()}")

@@ -17,7 +17,7 @@ from tests.support.signing import event_body, sign
 
 
 @pytest.fixture
-def own_cluster() -> Iterator[RedisCluster]:
+def cluster_without_replicas() -> Iterator[RedisCluster]:
     cluster = RedisCluster(masters=3, replicas=0).start()
     yield cluster
     cluster.close()
@@ -31,13 +31,15 @@ async def post(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
 
 
 async def test_a_cluster_gone_answers_redis_unavailable_not_internal_error(
-    start_relay: StartRelay, own_cluster: RedisCluster, http: aiohttp.ClientSession
+    start_relay: StartRelay, cluster_without_replicas: RedisCluster, http: aiohttp.ClientSession
 ) -> None:
-    server = await start_relay(own_cluster.url, RELAY_REDIS_CLUSTER=True, RELAY_REDIS_TIMEOUT=1)
+    server = await start_relay(
+        cluster_without_replicas.url, RELAY_REDIS_CLUSTER=True, RELAY_REDIS_TIMEOUT=1
+    )
     url = f"http://127.0.0.1:{server.public_port}/webhooks/anyformat"
     assert await post(http, url) == (200, "accepted")  # the cluster serves
 
-    for node in own_cluster.nodes:
+    for node in cluster_without_replicas.nodes:
         node.stop()
     answers = [await post(http, url) for _ in range(4)]
     assert answers == [(503, "redis_unavailable")] * 4

@@ -7,12 +7,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from typing import cast
+from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio import RedisCluster as AsyncRedisCluster
 
 from relay.redis.replication import ReplicaAck
 from relay.streams.errors import ReplicationTimeout
@@ -21,37 +19,25 @@ from tests.chaos.sender import send_all
 from tests.conftest import StartRelay
 from tests.support.entry_schemas import relay_entry
 from tests.support.redis_cluster import RedisCluster
-from tests.support.redis_sentinel import wait_for
+from tests.support.redis_sentinel import SETTLING
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for_sync
 
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
-
-
-@pytest.fixture
-def cluster(redis_cluster: RedisCluster) -> RedisCluster:
-    redis_cluster.wait_ok()
-    redis_cluster.wait_replicated()
-    redis_cluster.client().flushall()
-    return redis_cluster
-
-
-@pytest.fixture
-async def client(cluster: RedisCluster) -> AsyncIterator[Redis]:
-    client = cast(Redis, AsyncRedisCluster.from_url(cluster.url, socket_timeout=5))
-    yield client
-    await client.aclose()
 
 
 def entry(message_id: str) -> Entry:
     return relay_entry(message_id)
 
 
-async def test_each_node_confirms_its_own_streams(cluster: RedisCluster, client: Redis) -> None:
-    writer = FanoutWriter(client, dedupe_ttl=60, ack=ReplicaAck(1, 2000))
+async def test_each_node_confirms_its_own_streams(
+    replicated_cluster: RedisCluster, cluster_client: Redis
+) -> None:
+    writer = FanoutWriter(cluster_client, dedupe_ttl=60, ack=ReplicaAck(1, 2000))
     written = await writer.write(entry("msg_c1"), STREAMS)
     assert None not in written
     for stream in STREAMS:  # read on each replica at once: the answer waited for it
-        replica = cluster.replica_of(stream).client()
+        replica = replicated_cluster.replica_of(stream).client()
         replica.execute_command("READONLY")  # reads on a cluster replica, this connection
         [(_, fields)] = replica.xrange(stream)
         assert fields[b"id"] == b"msg_c1"
@@ -59,12 +45,12 @@ async def test_each_node_confirms_its_own_streams(cluster: RedisCluster, client:
 
 
 async def test_more_replicas_than_a_node_has_is_a_replication_timeout(
-    cluster: RedisCluster, client: Redis
+    replicated_cluster: RedisCluster, cluster_client: Redis
 ) -> None:
-    writer = FanoutWriter(client, dedupe_ttl=60, ack=ReplicaAck(2, 100))
+    writer = FanoutWriter(cluster_client, dedupe_ttl=60, ack=ReplicaAck(2, 100))
     with pytest.raises(ReplicationTimeout):
         await writer.write(entry("msg_c2"), STREAMS)
-    nodes = cluster.client()
+    nodes = replicated_cluster.client()
     assert [nodes.xlen(stream) for stream in STREAMS] == [1, 1]  # written, unconfirmed
 
 
@@ -93,12 +79,20 @@ async def test_a_master_sigkilled_under_load_loses_nothing_acknowledged(
             return
         started = time.monotonic()
         victim.kill()  # SIGKILL: no handover, the replica is promoted by election
-        wait_for(lambda: replica.client().execute_command("ROLE")[0] == b"master", 60,
-                 "the replica was not promoted")  # fmt: skip
+        wait_for_sync(
+            lambda: replica.client().execute_command("ROLE")[0] == b"master",
+            what="the replica promoted",
+            within=60,
+            ignoring=SETTLING,
+        )
         figures["promoted_after_s"] = time.monotonic() - started
         victim.start()  # its nodes.conf makes it rejoin, as the new master's replica
-        wait_for(lambda: replica.client().execute_command("WAIT", 1, 100) >= 1, 60,
-                 "the killed master did not come back as a replica")  # fmt: skip
+        wait_for_sync(
+            lambda: replica.client().execute_command("WAIT", 1, 100) >= 1,
+            what="the killed master back as a replica",
+            within=60,
+            ignoring=SETTLING,
+        )
         figures["replica_back_after_s"] = time.monotonic() - started
 
     stop = threading.Event()

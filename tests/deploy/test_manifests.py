@@ -34,11 +34,6 @@ def manifests(request: pytest.FixtureRequest) -> list[Resource]:
     return render(request.param)
 
 
-@pytest.fixture(scope="module")
-def prod() -> list[Resource]:
-    return render("prod")
-
-
 # --- Secrets ------------------------------------------------------------------------------
 
 PLACEHOLDER = re.compile(r"replace[-_ ]?me|changeme|change-me|<[^>]*>|xxx", re.IGNORECASE)

@@ -8,7 +8,6 @@ port the probe names.
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from relay.settings import Settings
-from tests.deploy.rendered import ROOT, containers, named, needs_kubectl, render
+from tests.deploy.rendered import ROOT, containers, named, needs_kubectl
 from tests.support.process import RelayProcess
 from tests.support.redis_server import free_port
 from tests.support.signing import SECRET
@@ -37,14 +36,6 @@ def status(port: int, path: str) -> int | None:
         return None
 
 
-def wait_answering(process: RelayProcess, port: int, path: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while status(port, path) is None:
-        assert process.process is not None and process.process.poll() is None, process.output()
-        assert time.monotonic() < deadline, process.output()
-        time.sleep(0.05)
-
-
 def probes(container: dict[str, Any]) -> list[tuple[str, str, int]]:
     """(probe, path, containerPort) of each HTTP probe; port names resolved."""
     ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
@@ -55,11 +46,6 @@ def probes(container: dict[str, Any]) -> list[tuple[str, str, int]]:
             port = http["port"]
             found.append((kind, http["path"], ports[port] if isinstance(port, str) else port))
     return found
-
-
-@pytest.fixture(scope="module")
-def prod() -> list[dict[str, Any]]:
-    return render("prod")
 
 
 @pytest.fixture
@@ -107,8 +93,11 @@ def test_the_example_worker_serves_its_probes(prod: list[dict[str, Any]], redis_
     worker = RelayProcess({"RELAY_REDIS_URL": redis_url}, *run_args, cwd=str(ROOT))
     worker.start(wait_ready=False)
     try:
-        wait_answering(worker, free, "/healthz")
-        answers = {(kind, path): status(free, path) for kind, path, _ in found}
-        assert all(code == 200 for code in answers.values()), answers
+        # Alive at once, ready once its group exists: every probe is answered 200 then.
+        worker.wait_for(
+            lambda: all(status(free, path) == 200 for _, path, _ in found),
+            what=f"{[path for _, path, _ in found]} answered 200",
+            within=30,
+        )
     finally:
         worker.kill()

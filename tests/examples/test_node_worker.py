@@ -23,7 +23,7 @@ from relay.redis.functions import load_library
 from relay.streams.writer import FanoutWriter
 from relay.worker import Event, Reject, RetryPolicy, Worker
 from tests.support.entry_schemas import relay_entry
-from tests.worker.conftest import eventually
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.process
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "node-worker"
@@ -64,7 +64,7 @@ class NodeWorker:
                 raise AssertionError(f"node exited: {self.log.read_text()}")
             return len(self.lines(msg)) >= count
 
-        await eventually(lambda: asyncio.sleep(0, seen()), within=30)
+        await wait_for(seen, what=f"node logs {count} {msg}", within=30)
         return self.lines(msg)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -145,7 +145,7 @@ async def test_node_dead_letters_relay_replays_python_handles_it_once(
     await replay_all(redis_url)
     worker = Worker(redis, stream=STREAM, group="python", handler=handler, block=0.1)
     task = asyncio.create_task(worker.run())
-    await eventually(lambda: caught_up(redis, "python"))
+    await wait_for(lambda: caught_up(redis, "python"), what="python caught up")
     worker.stop()
     await task
     assert [e.extraction_id for e in handled] == ["ex-poison-1"]
@@ -164,7 +164,7 @@ async def test_python_dead_letters_relay_replays_node_handles_it_once(
     worker = Worker(redis, stream=STREAM, group="python", handler=handler, block=0.1,
                     retry=RetryPolicy(max_attempts=2))  # fmt: skip
     task = asyncio.create_task(worker.run())
-    await eventually(lambda: caught_up(redis, "python"))
+    await wait_for(lambda: caught_up(redis, "python"), what="python caught up")
     worker.stop()
     await task
     [(dlq_id, letter)] = await redis.xrange(f"{STREAM}:dlq")
@@ -174,7 +174,7 @@ async def test_python_dead_letters_relay_replays_node_handles_it_once(
     await replay_all(redis_url)
     node = nodes("node", **FAST)
     [done] = await node.wait_for("handled")
-    await eventually(lambda: caught_up(redis, "node"))
+    await wait_for(lambda: caught_up(redis, "node"), what="node caught up")
     node.stop()
     assert done["replayed_from"] == dlq_id.decode() and done["attempt"] == 1
     assert len(node.lines("handled")) == 1 and node.lines("dead_lettered") == []
@@ -193,5 +193,5 @@ async def test_a_node_worker_killed_mid_handler_has_its_entry_taken_over(
     [done] = await second.wait_for("handled")
     assert taken["entry_id"] == done["entry_id"] == entry_id
     assert done["attempt"] == 2  # the delivery count: the killed attempt was the first
-    await eventually(lambda: caught_up(redis, "node"))
+    await wait_for(lambda: caught_up(redis, "node"), what="node caught up")
     assert await redis.xlen(f"{STREAM}:dlq") == 0

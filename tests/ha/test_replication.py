@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -17,9 +17,10 @@ from relay.streams.errors import ReplicationTimeout
 from relay.streams.writer import Entry, FanoutWriter
 from tests.conftest import StartRelay
 from tests.support.entry_schemas import relay_entry
-from tests.support.redis_sentinel import wait_for
+from tests.support.redis_sentinel import SETTLING
 from tests.support.redis_server import RedisServer
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for_sync
 
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
 # Generous: a replica on a busy machine must confirm in time when it is healthy.
@@ -30,7 +31,12 @@ def replica_of(master: RedisServer) -> RedisServer:
     replica = RedisServer("--replicaof", "127.0.0.1", str(master.port))
     replica.start()
     client = master.client()
-    wait_for(lambda: client.execute_command("WAIT", 1, 100) >= 1, 30, "replica never synced")
+    wait_for_sync(
+        lambda: client.execute_command("WAIT", 1, 100) >= 1,
+        what="the replica synced",
+        within=30,
+        ignoring=SETTLING,
+    )
     return replica
 
 
@@ -137,27 +143,20 @@ def entry(message_id: str) -> Entry:
     return relay_entry(message_id)
 
 
-@pytest.fixture
-async def client(own_redis: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(own_redis.url, socket_timeout=2)
-    yield client
-    await client.aclose()
-
-
 async def test_one_wait_per_micro_batch_and_every_delivery_of_it_answered(
-    client: Redis, own_redis: RedisServer
+    own_client: Redis, own_redis: RedisServer
 ) -> None:
-    writer = FanoutWriter(client, dedupe_ttl=60, ack=ReplicaAck(1, 100))
+    writer = FanoutWriter(own_client, dedupe_ttl=60, ack=ReplicaAck(1, 100))
     entries = [relay_entry(f"m{n}") for n in range(40)]
     results = await asyncio.gather(
         *(writer.write(entry, ["s:a", "s:b"]) for entry in entries), return_exceptions=True
     )
     assert all(isinstance(result, ReplicationTimeout) for result in results)
     assert writer.batcher.batches < 10  # one WAIT (of 100 ms) per batch, not per delivery
-    assert await client.xlen("s:a") == 40 and await client.xlen("s:b") == 40
+    assert await own_client.xlen("s:a") == 40 and await own_client.xlen("s:b") == 40
 
     replica = replica_of(own_redis)
-    patient = FanoutWriter(client, dedupe_ttl=60, ack=ReplicaAck(1, 2000))
+    patient = FanoutWriter(own_client, dedupe_ttl=60, ack=ReplicaAck(1, 2000))
     try:
         again = await asyncio.gather(*(patient.write(entry, ["s:a", "s:b"]) for entry in entries))
         assert again == [[None, None]] * 40  # duplicates, confirmed
@@ -177,7 +176,12 @@ async def test_a_demoted_master_answers_503_and_the_connection_that_met_readonly
         admin = own_redis.client()
         before = {c["id"] for c in admin.client_list() if c["name"].startswith("anyformat")}
         admin.execute_command("REPLICAOF", "127.0.0.1", str(other.port))  # demoted
-        wait_for(lambda: admin.execute_command("ROLE")[0] == b"slave", 10, "not demoted")
+        wait_for_sync(
+            lambda: admin.execute_command("ROLE")[0] == b"slave",
+            what="the old master demoted",
+            within=10,
+            ignoring=SETTLING,
+        )
         status, document = await deliver(http, server.public_port, "msg_ro1")
         assert (status, document["reason"]) == (503, "redis_unavailable")
         after = {c["id"] for c in admin.client_list() if c["name"].startswith("anyformat")}

@@ -4,7 +4,6 @@ to the promoted replica after a failover, without a restart."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ from tests.conftest import StartRelay
 from tests.ha.conftest import SENTINEL_PASSWORD
 from tests.support.entry_schemas import relay_fields
 from tests.support.process import RelayProcess
-from tests.support.redis_sentinel import RedisSentinelSet, wait_for
+from tests.support.redis_sentinel import SETTLING, RedisSentinelSet
 from tests.support.redis_server import RedisServer
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for, wait_for_sync
 
 ROOT = str(Path(__file__).resolve().parents[2])
 STREAM = "anyformat:events"
@@ -83,19 +83,27 @@ async def test_a_graceful_failover_moves_the_relay_to_the_new_master(
     url = f"http://127.0.0.1:{server.public_port}/webhooks/anyformat"
 
     async def deliver_until_2xx(msg_id: str) -> str:
+        """Re-sent like a provider's retry until acknowledged; only 503s meanwhile."""
         body = event_body(extraction_id=msg_id)
-        deadline = time.monotonic() + 60
-        while True:
+
+        async def acknowledged() -> str | None:
             async with http.post(url, data=body, headers=sign(body, msg_id=msg_id)) as r:
                 document = await r.json()
                 if r.status == 200:
                     return str(document["status"])
                 assert r.status == 503, document
-            assert time.monotonic() < deadline, "never acknowledged"
+                return None
+
+        return await wait_for(acknowledged, what=f"{msg_id} acknowledged", within=60)
 
     assert await deliver_until_2xx("msg_before") == "accepted"
     sentinels.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", "mymaster")
-    wait_for(lambda: sentinels.current_master() is sentinels.replica, 60, "no failover")
+    wait_for_sync(
+        lambda: sentinels.current_master() is sentinels.replica,
+        what="the failover",
+        within=60,
+        ignoring=SETTLING,
+    )
     # Until the demoted master has rejoined as a replica, WAIT 1 answers 503: the first
     # attempt may be written and unconfirmed, and its re-send then confirmed as a duplicate.
     assert await deliver_until_2xx("msg_after") in ("accepted", "duplicate")
@@ -133,13 +141,27 @@ def test_workers_keep_consuming_across_a_master_killed(
     worker = worker_process(sentinels, own_redis)
     worker.start(wait_ready=False)
     try:
-        wait_for(lambda: len(handled()) == 100, 60, "the first hundred were not handled")
+        wait_for_sync(
+            lambda: len(handled()) == 100,
+            what="the first hundred handled",
+            within=60,
+            ignoring=SETTLING,
+        )
         _, promoted = sentinels.kill_master()
         add(promoted, range(100, 200))  # written to the new master only
-        wait_for(lambda: len(handled()) == 200, 60, "the worker did not follow the failover")
+        wait_for_sync(
+            lambda: len(handled()) == 200,
+            what="the worker following the failover",
+            within=60,
+            ignoring=SETTLING,
+        )
         pending = promoted.client().xpending(STREAM, "ha")["pending"]
-        wait_for(lambda: promoted.client().xpending(STREAM, "ha")["pending"] == 0, 30,
-                 "entries left pending on the new master")  # fmt: skip
+        wait_for_sync(
+            lambda: promoted.client().xpending(STREAM, "ha")["pending"] == 0,
+            what="nothing pending on the new master",
+            within=30,
+            ignoring=SETTLING,
+        )
     finally:
         worker.kill()
     attempts = recorder.llen("handled")

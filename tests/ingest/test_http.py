@@ -17,6 +17,7 @@ from relay.registration.record import RegistrationRecord
 from tests.conftest import StartRelay
 from tests.support.http import concurrent_copies, relay_metrics
 from tests.support.signing import OTHER_SECRET, SECRET, event_body, sign
+from tests.support.waiting import wait_for
 
 PATH = "/webhooks/anyformat"
 
@@ -261,7 +262,8 @@ async def test_the_secret_of_the_registration_record_is_used_and_refreshed(
 
     # A rotation: the new secret is current, the old one still accepted while it retires.
     store(OTHER_SECRET, [{"id": "wh_0", "secret": SECRET}])
-    await asyncio.sleep(0.5)
+    keys = server.relay.secrets
+    await wait_for(lambda: len(keys.keys) == 2, what="the rotated record re-read")
     for secret in (OTHER_SECRET, SECRET):
         body = event_body()
         headers = sign(body, secret=secret)
@@ -269,7 +271,7 @@ async def test_the_secret_of_the_registration_record_is_used_and_refreshed(
             assert response.status == 200, secret
 
     store(OTHER_SECRET, [])
-    await asyncio.sleep(0.5)
+    await wait_for(lambda: len(keys.keys) == 1, what="the retired secret dropped")
     body = event_body()
     async with http.post(url(server, "/hook"), data=body, headers=sign(body)) as response:
         assert response.status == 401
@@ -365,11 +367,11 @@ async def test_a_body_cut_short_is_400_and_writes_nothing(
     # delivery is refused as incomplete, not taken for an internal error.
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400")
     expected = 'relay_deliveries_rejected_total{reason="incomplete_body"} 1.0'
-    for _ in range(100):  # the handler may finish just after the connection closed
-        metrics = generate_latest(server.relay.metrics.registry).decode()
-        if expected in metrics:
-            break
-        await asyncio.sleep(0.02)
-    assert expected in metrics
+
+    def counted() -> str | None:  # the handler may finish just after the connection closed
+        text = generate_latest(server.relay.metrics.registry).decode()
+        return text if expected in text else None
+
+    metrics = await wait_for(counted, what="the incomplete body counted")
     assert "internal_error" not in metrics
     assert redis_sync.keys("*") == []

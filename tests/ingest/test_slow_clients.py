@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -24,18 +22,10 @@ from tests.conftest import StartRelay
 from tests.support.http import relay_metrics
 from tests.support.raw_http import RawAnswer, signed_request
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for
 
 PATH = "/webhooks/anyformat"
 TRICKLE_SECONDS = 0.2  # a slow client's pace: never idle long enough for any idle timeout
-
-
-async def wait_for(condition: Callable[[], bool], what: str, within: float = 20) -> None:
-    """Poll ``condition`` (state the relay exposes) until it holds, up to ``within`` s."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in time: {what}")
-        await asyncio.sleep(0.01)
 
 
 def open_connections(server: RelayServer) -> int:
@@ -105,7 +95,7 @@ async def test_hundreds_of_slow_clients_do_not_starve_a_signed_delivery(
     tricklers += [slow_body(server.public_port) for _ in range(150)]
     clients = [asyncio.create_task(t.run()) for t in tricklers]
     try:
-        await wait_for(lambda: open_connections(server) >= 300, "all slow clients connected")
+        await wait_for(lambda: open_connections(server) >= 300, what="all slow clients connected")
         # The relay has read every slow client's first byte: each is inside a request (its
         # deadline armed), or was already answered and closed.
         await wait_for(
@@ -114,7 +104,7 @@ async def test_hundreds_of_slow_clients_do_not_starve_a_signed_delivery(
                 + sum(t.answer.closed for t in tricklers)
                 >= 300
             ),
-            "the relay has seen every slow client's first byte",
+            what="the relay has seen every slow client's first byte",
         )
         assert await deliver(http, server) == (200, "accepted")
         async with asyncio.timeout(30):
@@ -127,7 +117,7 @@ async def test_hundreds_of_slow_clients_do_not_starve_a_signed_delivery(
         assert trickler.answer.closed
         assert not trickler.sent_all
         assert trickler.answer.statuses == [408], trickler.answer.data[:200]
-    await wait_for(lambda: open_connections(server) == 0, "every connection released")
+    await wait_for(lambda: open_connections(server) == 0, what="every connection released")
     assert redis_sync.xlen("anyformat:events") == 1
     metrics = await relay_metrics(http, server)
     assert 'relay_deliveries_rejected_total{reason="client_timeout"} 300.0' in metrics
@@ -138,7 +128,7 @@ async def first_byte_arms_a_deadline(
 ) -> asyncio.TimerHandle:
     writer.write(data)
     await wait_for(
-        lambda: any(c.deadline is not None for c in connections(server)), "deadline armed"
+        lambda: any(c.deadline is not None for c in connections(server)), what="deadline armed"
     )
     [connection] = connections(server)
     assert connection.deadline is not None
@@ -165,7 +155,7 @@ async def patient_relay(start_relay: StartRelay, redis_url: str) -> RelayServer:
 
 async def open_raw(server: RelayServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.public_port)
-    await wait_for(lambda: len(connections(server)) == 1, "connection accepted")
+    await wait_for(lambda: len(connections(server)) == 1, what="connection accepted")
     return reader, writer
 
 
@@ -178,7 +168,7 @@ async def test_a_request_complete_by_its_deadline_is_served(
     assert connections(patient_relay)[0].deadline is None  # connected, no byte yet
     deadline = await first_byte_arms_a_deadline(patient_relay, writer, request[:1])
     writer.write(request[1:])  # the last byte, before the deadline
-    await wait_for(deadline.cancelled, "the deadline is met once the body is complete")
+    await wait_for(deadline.cancelled, what="the deadline is met once the body is complete")
     answer = await read_to_eof(reader)
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert redis_sync.xlen("anyformat:events") == 1
@@ -197,7 +187,7 @@ async def test_a_body_one_byte_short_at_its_deadline_is_answered_408_and_closed(
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert b'"client_timeout"' in answer
     writer.write(request[-1:])  # too late
-    await wait_for(lambda: open_connections(patient_relay) == 0, "connection released")
+    await wait_for(lambda: open_connections(patient_relay) == 0, what="connection released")
     assert redis_sync.keys("anyformat:*") == []
     writer.close()
 
@@ -214,7 +204,7 @@ async def test_headers_one_byte_short_at_their_deadline_are_answered_408_and_clo
     answer = await read_to_eof(reader)
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert b"Server: anyformat-relay\r\n" in answer
-    await wait_for(lambda: open_connections(patient_relay) == 0, "connection released")
+    await wait_for(lambda: open_connections(patient_relay) == 0, what="connection released")
     writer.close()
 
 
@@ -226,7 +216,7 @@ async def test_each_request_on_a_kept_alive_connection_gets_its_own_deadline(
     first = signed_request(first_body, sign(first_body))
     deadline = await first_byte_arms_a_deadline(patient_relay, writer, first[:10])
     writer.write(first[10:])
-    await wait_for(deadline.cancelled, "first request complete")
+    await wait_for(deadline.cancelled, what="first request complete")
     async with asyncio.timeout(20):
         first_answer = await reader.readuntil(b"}")
     assert first_answer.startswith(b"HTTP/1.1 200 ")
@@ -249,7 +239,7 @@ async def test_an_idle_keep_alive_connection_is_closed(
     server = await start_relay(redis_url, RELAY_KEEPALIVE_TIMEOUT=0.5)
     reader, writer = await open_raw(server)
     assert await read_to_eof(reader) == b""  # closed by the relay, without a byte sent
-    await wait_for(lambda: open_connections(server) == 0, "connection released")
+    await wait_for(lambda: open_connections(server) == 0, what="connection released")
     writer.close()
 
 
@@ -258,7 +248,7 @@ async def test_connections_beyond_the_cap_are_closed_at_once_and_room_comes_back
 ) -> None:
     server = await start_relay(redis_url, RELAY_MAX_CONNECTIONS=20)
     held = [await asyncio.open_connection("127.0.0.1", server.public_port) for _ in range(20)]
-    await wait_for(lambda: open_connections(server) == 20, "twenty connections open")
+    await wait_for(lambda: open_connections(server) == 20, what="twenty connections open")
 
     reader, writer = await asyncio.open_connection("127.0.0.1", server.public_port)
     with contextlib.suppress(ConnectionError):
@@ -269,7 +259,7 @@ async def test_connections_beyond_the_cap_are_closed_at_once_and_room_comes_back
 
     _, first_writer = held.pop()
     first_writer.close()
-    await wait_for(lambda: open_connections(server) == 19, "one connection released")
+    await wait_for(lambda: open_connections(server) == 19, what="one connection released")
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as one_shot:
         assert await deliver(one_shot, server) == (200, "accepted")
     for _, other in held:
@@ -285,12 +275,12 @@ async def test_bodies_being_received_hold_at_most_the_byte_budget_and_give_it_ba
     _, writer = await asyncio.open_connection("127.0.0.1", server.public_port)
     head = f"POST {PATH} HTTP/1.1\r\nHost: relay\r\nContent-Length: 2000\r\n\r\n".encode()
     writer.write(head + b"a" * 1900)  # all but the last 100 bytes
-    await wait_for(lambda: budget.held == 1900, "the partial body is counted")
+    await wait_for(lambda: budget.held == 1900, what="the partial body is counted")
 
     # A signed delivery (about 300 bytes) does not fit beside it: shed, not queued.
     assert await deliver(http, server) == (503, "unavailable")
     writer.close()  # the sender goes away: what its body held comes back
-    await wait_for(lambda: budget.held == 0, "budget given back")
+    await wait_for(lambda: budget.held == 0, what="budget given back")
     assert await deliver(http, server) == (200, "accepted")
 
 

@@ -14,11 +14,12 @@ from relay.reconcile.state import SharedState
 from tests.conftest import StartRelay
 from tests.operator.conftest import TOKEN
 from tests.reconcile.conftest import Organisation, org  # noqa: F401 (fixtures)
-from tests.reconcile.relays import eventually, set_heartbeat
+from tests.reconcile.relays import set_heartbeat
 from tests.support.entry_schemas import dead_letter_fields, relay_fields
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.registering import PUBLIC_URL, only_secret, registering
 from tests.support.signing import SECRET
+from tests.support.waiting import wait_for
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 STREAM = "anyformat:events"
@@ -111,7 +112,7 @@ async def test_registration_shows_the_subscription_and_never_its_secret(
     http: aiohttp.ClientSession,
 ) -> None:
     server = await start_relay(redis_url, RELAY_ADMIN_TOKEN=TOKEN, **registering(fake_api))
-    await eventually(lambda: server.relay.registration.state == "registered")
+    await wait_for(lambda: server.relay.registration.state == "registered", what="registered")
     document = await get(http, server, "/api/registration")
     [webhook] = fake_api.for_url(PUBLIC_URL)
     secret = only_secret(fake_api)
@@ -133,11 +134,13 @@ async def test_a_rejected_api_key_shows_as_the_state_and_the_last_error(
     http: aiohttp.ClientSession,
 ) -> None:
     first = await start_relay(redis_url, **registering(fake_api))
-    await eventually(lambda: first.relay.registration.state == "registered")
+    await wait_for(lambda: first.relay.registration.state == "registered", what="registered")
     await first.stop()
     fake_api.fail_next(401, times=1000)  # the key revoked: it serves on with the stored secret
     server = await start_relay(redis_url, RELAY_ADMIN_TOKEN=TOKEN, **registering(fake_api))
-    await eventually(lambda: server.relay.registration.state == "api_key_rejected")
+    await wait_for(
+        lambda: server.relay.registration.state == "api_key_rejected", what="the key rejected"
+    )
     document = await get(http, server, "/api/registration")
     assert document["state"] == "api_key_rejected"
     assert "rejected ANYFORMAT_API_KEY" in document["last_api_error"]
@@ -157,7 +160,7 @@ async def test_reconciliation_shows_the_last_sweep_from_any_relay(
     org.finished(workflow, "processed", seconds_ago=3600)
     org.finished(workflow, "error", seconds_ago=1800)
     sweeping = await start_relay(redis_url, RELAY_ADMIN_TOKEN=TOKEN, **registering(fake_api))
-    await eventually(lambda: redis_sync.exists("anyformat:reconcile:last_sweep"))
+    await wait_for(lambda: redis_sync.exists("anyformat:reconcile:last_sweep"), what="a sweep")
     # Another replica, not the one that swept, reports it alike.
     other = await start_relay(redis_url, RELAY_ADMIN_TOKEN=TOKEN, RELAY_ADMIN_PORT=0)
     for server in (sweeping, other):

@@ -390,6 +390,6 @@ async def test_failures_are_logged_with_the_address_never_the_token(
             assert response.status == 401
         await log_in(guarded, http)
     failure = next(line for line in logs if line["event"] == "operator_auth_failed")
-    assert failure["client"] == "127.0.0.1"
+    assert failure["remote"] == "127.0.0.1"
     assert any(line["event"] == "audit" and line["action"] == "login" for line in logs)
     assert TOKEN not in repr(logs)

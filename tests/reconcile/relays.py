@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 import aiohttp
 import redis
@@ -17,9 +14,9 @@ from tests.support.registering import PATH, registering
 from tests.support.registering import PUBLIC_URL as PUBLIC_URL
 from tests.support.registering import only_secret as only_secret
 from tests.support.signing import sign
+from tests.support.waiting import wait_for
 
 STATE = "anyformat:reconcile"
-T = TypeVar("T")
 
 # A relay registering with the fake API reconciles through it.
 reconciling = registering
@@ -49,32 +46,17 @@ def set_heartbeat(client: redis.Redis, seconds_ago: float) -> None:
     client.hset(STATE, "heartbeat", round((time.time() - seconds_ago) * 1000))
 
 
-async def eventually(check: Callable[[], T], within: float = 20, what: str = "") -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within}s: {what or check}")
-        await asyncio.sleep(0.05)
-
-
 async def metrics_with(
     http: aiohttp.ClientSession, server: RelayServer, *lines: str, within: float = 20
 ) -> str:
     """The relay's /metrics once it shows every one of ``lines`` (counted after the sweep
     recorded itself in Redis, so polled, not read once)."""
-    deadline = time.monotonic() + within
-    while True:
+
+    async def showing() -> str | None:
         text = await relay_metrics(http, server)
-        if all(line in text for line in lines):
-            return text
-        if time.monotonic() > deadline:
-            missing = [line for line in lines if line not in text]
-            raise AssertionError(f"not in /metrics within {within}s: {missing}")
-        await asyncio.sleep(0.05)
+        return text if all(line in text for line in lines) else None
+
+    return await wait_for(showing, what=f"/metrics showing {list(lines)}", within=within)
 
 
 def by_extraction(client: redis.Redis, stream: str) -> dict[str, list[dict[str, str]]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import aiohttp
-import pytest
 
 from tests.conftest import StartRelay
 from tests.reconcile.conftest import Organisation
@@ -13,7 +12,6 @@ from tests.reconcile.relays import (
     STATE,
     by_extraction,
     deliver,
-    eventually,
     only_secret,
     public_url,
     reconciling,
@@ -21,16 +19,10 @@ from tests.reconcile.relays import (
 )
 from tests.support.fake_anyformat import FakeAnyFormat
 from tests.support.redis_cluster import RedisCluster
+from tests.support.waiting import wait_for
 
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed",
            "anyformat:events:extraction.failed")  # fmt: skip
-
-
-@pytest.fixture
-def cluster(redis_cluster: RedisCluster) -> RedisCluster:
-    redis_cluster.wait_ok()
-    redis_cluster.client().flushall()
-    return redis_cluster
 
 
 async def test_a_gap_is_reconciled_once_into_streams_on_different_shards(
@@ -48,7 +40,7 @@ async def test_a_gap_is_reconciled_once_into_streams_on_different_shards(
     org.ignored(workflow, "cancelled", seconds_ago=10 * 60)
 
     server = await start_relay(cluster.url, RELAY_REDIS_CLUSTER=True, **reconciling(fake_api))
-    await eventually(lambda: client.hget(STATE, "last_done"), what="the gap sweep")
+    await wait_for(lambda: client.hget(STATE, "last_done"), what="the gap sweep")
 
     assert {run: len(f) for run, f in by_extraction(client, STREAMS[0]).items()} == {
         run: 1 for run in org.expected

@@ -17,11 +17,9 @@ import redis
 from tests.conftest import StartRelay
 from tests.reconcile.conftest import Organisation
 from tests.reconcile.relays import (
-    PUBLIC_URL,
     STATE,
     by_extraction,
     deliver,
-    eventually,
     only_secret,
     public_url,
     reconciling,
@@ -32,6 +30,7 @@ from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.registering import process_env
+from tests.support.waiting import wait_for
 
 MINUTE = 60.0
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed",
@@ -104,8 +103,8 @@ async def test_events_finished_while_the_relays_were_down_are_recovered_once(
 
     second = RelayProcess(env).start()
     processes.append(second)
-    await eventually(lambda: client.hget(STATE, "last_done"), what="the start-up sweep")
-    await eventually(lambda: '"reason":"gap"' in second.output(), what="the sweep's log line")
+    await wait_for(lambda: client.hget(STATE, "last_done"), what="the start-up sweep")
+    await wait_for(lambda: '"reason":"gap"' in second.output(), what="the sweep's log line")
     assert "reception_gap" in second.output()
 
     everything = by_extraction(client, STREAMS[0])
@@ -175,7 +174,9 @@ async def test_deliveries_refused_while_redis_was_down_are_recovered_by_the_peri
         server = await start_relay(
             durable.url, **reconciling(fake_api, RELAY_RECONCILE_INTERVAL=3, RELAY_REDIS_TIMEOUT=1)
         )
-        await eventually(lambda: fake_api.for_url(PUBLIC_URL), what="registration")
+        # Registered, and the relay holds the secret (the subscription exists a moment
+        # before the relay has loaded its record: a delivery then is refused, no_secret).
+        await wait_for(lambda: server.relay.secrets.keys, what="the registered secret loaded")
         secret = only_secret(fake_api)
         workflow = org.workflow()
         before = org.finished(workflow, "processed", seconds_ago=1, took=5)
@@ -193,7 +194,7 @@ async def test_deliveries_refused_while_redis_was_down_are_recovered_by_the_peri
         def recovered() -> bool:
             return set(by_extraction(client, STREAMS[0])) == set(org.expected)
 
-        await eventually(recovered, what="the refused deliveries recovered")
+        await wait_for(recovered, what="the refused deliveries recovered")
         everything = by_extraction(client, STREAMS[0])
         assert {run: len(found) for run, found in everything.items()} == {
             run: 1 for run in org.expected

@@ -14,7 +14,6 @@ from tests.reconcile.relays import (
     STATE,
     by_extraction,
     deliver,
-    eventually,
     metrics_with,
     only_secret,
     public_url,
@@ -23,6 +22,7 @@ from tests.reconcile.relays import (
     webhook_body,
 )
 from tests.support.fake_anyformat import FakeAnyFormat
+from tests.support.waiting import wait_for
 
 HOUR = 3600.0
 STREAMS = (
@@ -68,7 +68,7 @@ async def test_a_relay_starting_after_a_5_hour_gap_recovers_what_finished_meanwh
     org.ignored(workflow, "processed", seconds_ago=5 * HOUR + 400)  # before the window
 
     server = await start_relay(redis_url, **reconciling(fake_api))
-    await eventually(lambda: redis_sync.hget(STATE, "last_done"), what="the gap sweep")
+    await wait_for(lambda: redis_sync.hget(STATE, "last_done"), what="the gap sweep")
 
     assert_recovered_once(org, redis_sync)
     assert not redis_sync.hexists(STATE, "gap_since")
@@ -96,7 +96,7 @@ async def test_a_restart_inside_the_threshold_does_not_sweep(
     server = await start_relay(redis_url, **reconciling(fake_api))
     reconciler = server.reconciler
     assert reconciler is not None
-    await eventually(lambda: reconciler.checks >= 1, what="the first check")
+    await wait_for(lambda: reconciler.checks >= 1, what="the first check")
     assert fake_api.v3_calls() == [] and redis_sync.xlen(STREAMS[0]) == 0
 
 
@@ -118,8 +118,11 @@ async def test_two_relays_starting_together_reconcile_once(
         start_relay(redis_url, **reconciling(fake_api)),
     )
     reconcilers = [server.reconciler for server in servers]
-    await eventually(lambda: redis_sync.hget(STATE, "last_done"), what="the gap sweep")
-    await eventually(lambda: all(r is not None and r.checks >= 1 for r in reconcilers))
+    await wait_for(lambda: redis_sync.hget(STATE, "last_done"), what="the gap sweep")
+    await wait_for(
+        lambda: all(r is not None and r.checks >= 1 for r in reconcilers),
+        what="every relay's first check",
+    )
 
     assert workflow_walks(fake_api) == 1
     assert_recovered_once(org, redis_sync)
@@ -134,7 +137,7 @@ async def test_a_slow_api_never_delays_a_delivery(
     http: aiohttp.ClientSession,
 ) -> None:
     first = await start_relay(redis_url, **reconciling(fake_api))
-    await eventually(lambda: redis_sync.hget(STATE, "heartbeat"), what="a heartbeat")
+    await wait_for(lambda: redis_sync.hget(STATE, "heartbeat"), what="a heartbeat")
     await first.stop()
     set_heartbeat(redis_sync, HOUR)
     workflow = org.workflow()
@@ -142,7 +145,7 @@ async def test_a_slow_api_never_delays_a_delivery(
     fake_api.delay = 8  # every API answer now takes 8 s
 
     server = await start_relay(redis_url, **reconciling(fake_api))
-    await eventually(lambda: fake_api.v3_calls(), what="the sweep's first call")
+    await wait_for(lambda: fake_api.v3_calls(), what="the sweep's first call")
     for run in ("live-1", "live-2", "live-3"):
         body = webhook_body(run, workflow, "processed")
         answer = await deliver(http, public_url(server), only_secret(fake_api), body)
@@ -170,7 +173,7 @@ async def test_429_is_waited_out_and_an_api_failure_is_swept_again(
     fake_api.fail_v3_next(429, times=2, retry_after="3")  # ...the second is rate limited
 
     server = await start_relay(redis_url, **reconciling(fake_api, RELAY_RECONCILE_INTERVAL=8))
-    await eventually(lambda: redis_sync.hget(STATE, "last_done"), what="a successful sweep")
+    await wait_for(lambda: redis_sync.hget(STATE, "last_done"), what="a successful sweep")
 
     assert_recovered_once(org, redis_sync)
     assert [s for s in (c.status for c in fake_api.v3_calls()) if s >= 400] == (
@@ -200,7 +203,7 @@ async def test_a_lock_left_by_this_relay_is_its_own_but_another_relays_is_respec
     server = await start_relay(redis_url, **reconciling(fake_api))
     reconciler = server.reconciler
     assert reconciler is not None
-    await eventually(lambda: reconciler.checks >= 1, what="the first check")
+    await wait_for(lambda: reconciler.checks >= 1, what="the first check")
     key = reconcile_lock_key("anyformat")
     redis_sync.set(key, "another-relay", px=30_000)
     try:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from redis.asyncio import Redis
 
 from relay.streams.errors import StreamsUnavailable
@@ -19,13 +17,6 @@ def entry(message_id: str) -> Entry:
     """A distinct event per id: its own extraction, so its own content mark."""
     mark = content_mark("extraction.completed", f"ex-{message_id}", "processed")
     return relay_entry(message_id, extraction_id=f"ex-{message_id}", content_mark=mark)
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_concurrent_deliveries_share_round_trips_and_keep_their_outcomes(

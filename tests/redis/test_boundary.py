@@ -122,6 +122,26 @@ def test_nothing_outside_relay_redis_spells_a_key() -> None:
     assert violations("keys") == []
 
 
+def test_the_delivery_path_sees_only_the_streams_errors() -> None:
+    """The handler answers ``StreamsUnavailable`` and ``ReplicationTimeout``
+    (``relay.streams.errors``): it imports nothing of the Redis boundary, so no Redis
+    client's exception can be what it catches."""
+    handler = ast.parse((PACKAGE / "ingest" / "handler.py").read_text())
+    assert delivery_path_violations(handler) == []
+    planted = ast.parse("from relay.redis.errors import REDIS_DOWN\nexcept_ = RedisError")
+    assert delivery_path_violations(planted) == ["relay.redis.errors", "RedisError"]
+
+
+def delivery_path_violations(tree: ast.Module) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("relay.redis"):
+            found.append(str(node.module))
+        elif isinstance(node, ast.Name) and node.id.startswith("Redis"):
+            found.append(node.id)
+    return found
+
+
 def test_every_lua_script_lives_in_relay_redis_and_is_registered() -> None:
     from relay.redis import functions
     from relay.redis.scripts import SCRIPTS

@@ -13,7 +13,7 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from relay.redis.functions import DEAD_LETTER, LIBRARY, REPLAY, REVISION, fcall, load_library
-from relay.redis.keys import dedupe_key
+from relay.redis.keys import dedupe_key, replays_key, trail_records_key
 from relay.worker.deadletter import dead_letter, list_dead, replay, replay_marks_key
 from tests.conftest import StartRelay
 from tests.support.entry_schemas import relay_fields
@@ -74,7 +74,7 @@ async def test_an_older_library_is_upgraded_and_a_newer_one_never_downgraded(
 
 async def test_a_call_on_a_server_without_the_library_loads_it(client: Redis) -> None:
     stream = "{t}:events"
-    new_id = await fcall(client, REPLAY, [stream, replay_marks_key(stream)],
+    new_id = await fcall(client, REPLAY, [stream, replay_marks_key(stream), replays_key(stream)],
                          ["5-0", *sum(relay_fields(1).items(), ())])  # fmt: skip
     assert new_id and await revisions(client)
 
@@ -97,7 +97,7 @@ async def test_dead_letter_then_crash_then_both_again_leaves_one_dead_letter(
     await load_library(client)
     entry_id, fields = await read_one(client, stream)
     same_slot = key_slot(stream.encode()) == key_slot(dlq.encode())
-    keys = [dlq, dedupe_key(dlq)] + ([stream] if same_slot else [])
+    keys = [dlq, dedupe_key(dlq), trail_records_key(dlq)] + ([stream] if same_slot else [])
     args = [GROUP, entry_id, "RuntimeError: boom", 5, *sum(fields.items(), ())]
     [first, acked] = await fcall(client, DEAD_LETTER, keys, args)
     assert first and acked == (1 if same_slot else 0)
@@ -122,7 +122,7 @@ async def test_the_runtime_and_relay_dlq_replay_use_the_same_calls(client: Redis
     assert await client.xlen(dlq) == 1  # the second move found the first one's mark
     [letter] = await list_dead(client, stream, 10)
     # another language's worker replays it first (and crashes before its XDEL)
-    other = await fcall(client, REPLAY, [stream, replay_marks_key(stream)],
+    other = await fcall(client, REPLAY, [stream, replay_marks_key(stream), replays_key(stream)],
                         [letter.dlq_id, *sum(letter.fields.items(), ())])  # fmt: skip
     assert other
     assert await replay(client, stream, letter.dlq_id) == "finished"  # no second append

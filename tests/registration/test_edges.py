@@ -8,7 +8,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 
 import aiohttp
 import pytest
@@ -25,22 +24,13 @@ from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.process
 
 PATH = "/webhooks/anyformat"
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
 LOCK_KEY = registration_key("anyformat", PUBLIC_URL) + ":lock"
-
-
-@pytest.fixture
-def processes() -> Iterator[list[RelayProcess]]:
-    started: list[RelayProcess] = []
-    yield started
-    for process in started:
-        if process.process is not None and process.process.poll() is None:
-            process.signal(signal.SIGCONT)  # a paused one must be able to die
-        process.kill()
 
 
 def relay(
@@ -66,21 +56,6 @@ async def deliver(
     async with http.post(f"{process.url}{PATH}", data=body, headers=headers) as response:
         document = await response.json(content_type=None)
         return response.status, str(document.get("status", ""))
-
-
-async def until(condition: Callable[[], bool], within: float = 30, what: str = "") -> None:
-    """Poll ``condition`` (a state, never a duration) until it holds or the deadline."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.05)
-
-
-async def until_async(condition: Callable[[], object], within: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while not await condition():  # type: ignore[misc]
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.05)
 
 
 def entries_per_event(client: redis.Redis, stream: str) -> Counter[bytes]:
@@ -129,7 +104,7 @@ async def test_rotation_copies_at_both_edges_make_one_entry_per_stream(
                 status, _ = await deliver(http, a, probe, secret, f"probe-{time.monotonic()}")
                 return status == 200
 
-            await until_async(lambda: a_accepts(new), what="A accepts the new secret")
+            await wait_for(lambda: a_accepts(new), what="A accepts the new secret", within=30)
 
             # Edge 1: the old subscription's copy reaches B before B has seen the rotation.
             one = event_body(extraction_id="ex-edge-1")
@@ -148,8 +123,10 @@ async def test_rotation_copies_at_both_edges_make_one_entry_per_stream(
             await save_record(client, "anyformat", record)
             await registrar.retire_due()
             assert old_id not in fake_api.webhooks and old_id in fake_api.deleted()
-            await until_async(
-                lambda: _not(a_accepts(old)), what="A refuses the old secret once it is deleted"
+            await wait_for(
+                lambda: _not(a_accepts(old)),
+                what="A refuses the old secret once it is deleted",
+                within=30,
             )
 
             # Edge 2: copies retried after the old subscription was deleted.
@@ -180,16 +157,18 @@ async def test_redis_started_only_after_the_relay_is_waited_for(
         process = relay(processes, later, fake_api)
         process.start(wait_ready=False)
         async with aiohttp.ClientSession() as http:
-            await until_async(
-                lambda: _is(status_of(http, process, "/healthz"), 200), what="relay alive"
+            await wait_for(
+                lambda: _is(status_of(http, process, "/healthz"), 200),
+                what="relay alive",
+                within=30,
             )
-            await until(lambda: "registration_waiting_for_redis" in process.output(),
-                        what="registration waits for Redis")  # fmt: skip
+            await wait_for(lambda: "registration_waiting_for_redis" in process.output(),
+                        what="registration waits for Redis", within=30)  # fmt: skip
             assert await status_of(http, process, "/readyz") == 503
             assert fake_api.calls == []  # nothing is decided without Redis
 
             later.start()
-            await until_async(
+            await wait_for(
                 lambda: _is(status_of(http, process, "/readyz"), 200), within=60, what="ready"
             )
             body = event_body(extraction_id="ex-after-redis")
@@ -219,7 +198,9 @@ async def test_a_rejected_key_with_a_stored_secret_keeps_serving_and_says_so(
     revoked = "afk_revoked_55aa11"
     process = relay(processes, own_redis, fake_api, ANYFORMAT_API_KEY=revoked)
     process.start()  # ready: with the stored secret
-    await until(lambda: "anyformat_api_key_rejected" in process.output(), what="error logged")
+    await wait_for(
+        lambda: "anyformat_api_key_rejected" in process.output(), what="error logged", within=30
+    )
     async with aiohttp.ClientSession() as http:
         body = event_body(extraction_id="ex-revoked")
         assert await deliver(http, process, body, secret, "msg_1") == (200, "accepted")
@@ -250,7 +231,9 @@ async def test_a_paused_holder_whose_lock_was_taken_over_stops_before_its_next_c
     fake_api.hold("GET")
     process = relay(processes, own_redis, fake_api)
     process.start(wait_ready=False)
-    await until(lambda: [c.method for c in fake_api.calls] == ["GET"], what="holder mid-call")
+    await wait_for(
+        lambda: [c.method for c in fake_api.calls] == ["GET"], what="holder mid-call", within=30
+    )
     sync = own_redis.client()
     assert sync.get(LOCK_KEY) is not None
 
@@ -260,7 +243,9 @@ async def test_a_paused_holder_whose_lock_was_taken_over_stops_before_its_next_c
     fake_api.release("GET")  # the answer waits in the paused process's socket
     process.signal(signal.SIGCONT)
 
-    await until(lambda: "registration_lock_lost" in process.output(), what="lock loss seen")
+    await wait_for(
+        lambda: "registration_lock_lost" in process.output(), what="lock loss seen", within=30
+    )
     assert [c.method for c in fake_api.calls] == ["GET"]  # stopped before the create
     assert sync.get(LOCK_KEY) == b"the-new-holder"
 
@@ -299,8 +284,8 @@ async def test_a_redis_cluster_not_up_at_start_up_is_waited_for(
     nowhere = RedisServer()  # never started
     process = relay(processes, nowhere, fake_api, RELAY_REDIS_CLUSTER="true")
     process.start(wait_ready=False)
-    await until(lambda: process.output().count("registration_waiting_for_redis") >= 2,
-                what="two registration attempts")  # fmt: skip
+    await wait_for(lambda: process.output().count("registration_waiting_for_redis") >= 2,
+                what="two registration attempts", within=30)  # fmt: skip
     assert process.process is not None and process.process.poll() is None  # still serving
     async with aiohttp.ClientSession() as http:
         assert await status_of(http, process, "/healthz") == 200

@@ -17,6 +17,7 @@ from relay.registration.record import RegistrationRecord
 from tests.registration.conftest import registrar
 from tests.support.fake_anyformat import FakeAnyFormat
 from tests.support.redis_server import free_port
+from tests.support.waiting import wait_for
 
 
 def keeper(
@@ -47,7 +48,7 @@ async def test_a_rejected_key_with_a_stored_record_serves_with_it_and_recovers(
     registry, seen = CollectorRegistry(), []
     kept = keeper(client, api_client, registry, seen)
     task = asyncio.create_task(kept.run())
-    await until(lambda: kept.registered)
+    await wait_for(lambda: kept.registered, what="registered")
     task.cancel()
     assert seen[0] == stored  # handed over at the first rejection: serving starts at once
     assert seen[-1] == stored and len(fake_api.created()) == 1  # then reused, not replaced
@@ -72,7 +73,7 @@ async def test_a_rejected_key_with_a_static_secret_serves(
     registry, seen = CollectorRegistry(), []
     kept = keeper(client, api_client, registry, seen, can_serve=lambda: True)
     task = asyncio.create_task(kept.run())
-    await until(lambda: kept.registered)
+    await wait_for(lambda: kept.registered, what="registered")
     task.cancel()
     assert metric(registry, "relay_registration_failures_total", reason="api_key_rejected") == 1
     assert len(fake_api.created()) == 1
@@ -86,13 +87,6 @@ async def test_a_refused_request_at_start_up_stops_the_relay(
     kept.registrar.events = ["extraction.exploded"]
     with pytest.raises(ApiValidationError, match=r"Unknown event: extraction\.exploded"):
         await kept.run()
-
-
-async def until(condition: Callable[[], bool], within: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never met"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("cluster", [False, True])
@@ -111,7 +105,10 @@ async def test_unreachable_redis_is_waited_for_never_fatal(
     kept = keeper(client, api_client, registry, seen)
     task = asyncio.create_task(kept.run())
     failures = "relay_registration_failures_total"
-    await until(lambda: (metric(registry, failures, reason="redis_unavailable") or 0) >= 2)
+    await wait_for(
+        lambda: (metric(registry, failures, reason="redis_unavailable") or 0) >= 2,
+        what="two redis_unavailable failures counted",
+    )
     assert not task.done() and fake_api.calls == [] and seen == []
     task.cancel()
     await client.aclose()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
@@ -21,6 +19,7 @@ from relay.registration.record import (
 )
 from tests.registration.conftest import PUBLIC_URL
 from tests.support.signing import OTHER_SECRET, SECRET
+from tests.support.waiting import wait_for
 
 
 async def test_one_holder_at_a_time_and_only_the_holder_releases(client: Redis) -> None:
@@ -33,16 +32,39 @@ async def test_one_holder_at_a_time_and_only_the_holder_releases(client: Redis) 
     assert await second.acquire()
 
 
-async def test_a_dead_holders_lock_expires_and_a_kept_one_does_not(client: Redis) -> None:
+async def test_a_dead_holders_lock_expires(client: Redis) -> None:
     dead = RedisLock(client, "lock", ttl=0.3)
     assert await dead.acquire()
-    await asyncio.sleep(0.45)
+    assert not await RedisLock(client, "lock", ttl=0.3).acquire()  # held until it expires
+    await wait_for(lambda: _gone(client, "lock"), what="the dead holder's lock expired")
+    assert await RedisLock(client, "lock", ttl=0.3).acquire()
+
+
+async def test_a_kept_lock_outlives_its_ttl_and_is_released_at_the_end(client: Redis) -> None:
     alive = RedisLock(client, "lock", ttl=0.3)
     assert await alive.acquire()
+    extended = 0
+    extend = alive.extend
+
+    async def counted() -> bool:
+        nonlocal extended
+        done = await extend()
+        extended += done
+        return done
+
+    alive.extend = counted  # type: ignore[method-assign]
+
+    async def outlived_its_ttl() -> bool:
+        assert not await RedisLock(client, "lock", ttl=0.3).acquire()  # held throughout
+        return extended >= 4  # four renewals a third of the TTL apart: past the first TTL
+
     async with alive.kept():
-        await asyncio.sleep(0.8)  # longer than the TTL: extended meanwhile
-        assert not await RedisLock(client, "lock", ttl=0.3).acquire()
+        await wait_for(outlived_its_ttl, what="four extensions of the kept lock")
     assert await client.get("lock") is None  # released at the end
+
+
+async def _gone(client: Redis, key: str) -> bool:
+    return not await client.exists(key)
 
 
 def record() -> RegistrationRecord:

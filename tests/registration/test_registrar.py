@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -12,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from relay.redis.keys import registration_key
+from relay.registration import registrar as registrar_module
 from relay.registration.client import AnyFormatClient, ApiKeyRejected, ApiValidationError
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.lock import LockLost
@@ -20,6 +20,7 @@ from relay.registration.registrar import SAVE_ATTEMPTS
 from tests.registration.conftest import EVENTS, PUBLIC_URL, registrar
 from tests.support.fake_anyformat import FakeAnyFormat
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 FOREIGN = "https://someone-else.example.test/hook"
 RECORD_KEY = registration_key("anyformat", PUBLIC_URL)
@@ -161,19 +162,35 @@ async def test_a_replica_waiting_on_a_dead_holder_takes_over(
     assert len(fake_api.created()) == 1 and record.id in fake_api.webhooks
 
 
+class Clock:
+    """The registrar's wall clock, moved by the test: a grace period ends when it says."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
 async def test_rotation_keeps_both_secrets_until_the_grace_period_ends(
-    client: Redis, api_client: AnyFormatClient, fake_api: FakeAnyFormat
+    client: Redis,
+    api_client: AnyFormatClient,
+    fake_api: FakeAnyFormat,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    clock = Clock(1_700_000_000.0)
+    monkeypatch.setattr(registrar_module, "time", clock)
     reg = registrar(client, api_client)
     old = await reg.ensure()
-    new, old_id = await reg.rotate(grace=0.3)
+    new, old_id = await reg.rotate(grace=60)
     assert old_id == old.id and new.id != old.id
     both = await stored(client)
     assert both is not None and both.secrets == [new.secret.get_secret_value(),
                                                  old.secret.get_secret_value()]  # fmt: skip
+    clock.now = 1_700_000_059.999  # just before the end of the grace period
     await reg.retire_due()
-    assert old.id in fake_api.webhooks  # grace not over yet
-    await asyncio.sleep(0.35)
+    assert old.id in fake_api.webhooks
+    clock.now = 1_700_000_060.0  # its end, exactly
     await reg.retire_due()
     assert old.id not in fake_api.webhooks
     after = await stored(client)
@@ -349,7 +366,9 @@ async def test_a_holder_whose_lock_was_taken_over_makes_no_further_api_call(
     fake_api.hold("GET")
     reg = registrar(client, api_client)
     holder = asyncio.create_task(reg.ensure())
-    await until(lambda: [c.method for c in fake_api.calls] == ["GET"])  # mid-call, holding
+    await wait_for(
+        lambda: [c.method for c in fake_api.calls] == ["GET"], what="the holder mid-call"
+    )
     assert await client.set(reg.lock_key, "the-new-holder", xx=True, px=30_000)  # taken over
     fake_api.release("GET")
     with pytest.raises(LockLost):
@@ -357,10 +376,3 @@ async def test_a_holder_whose_lock_was_taken_over_makes_no_further_api_call(
     assert [c.method for c in fake_api.calls] == ["GET"]  # no create, no delete
     assert await client.get(reg.lock_key) == b"the-new-holder"
     assert await stored(client) is None
-
-
-async def until(condition: Callable[[], bool], within: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never met"
-        await asyncio.sleep(0.01)

@@ -20,6 +20,7 @@ from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.registering import PATH, PUBLIC_URL, only_secret, process_env, registering
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for
 
 
 async def deliver(
@@ -32,15 +33,14 @@ async def deliver(
         return r.status, (await r.json()).get("status", "")
 
 
-async def ready(http: aiohttp.ClientSession, server: RelayServer, within: float = 10) -> None:
+async def ready(http: aiohttp.ClientSession, server: RelayServer) -> None:
     url = f"http://127.0.0.1:{server.admin_port}/readyz"
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
+
+    async def answers_200() -> bool:
         async with http.get(url) as response:
-            if response.status == 200:
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError("relay never became ready")
+            return response.status == 200
+
+    await wait_for(answers_200, what="/readyz 200")
 
 
 async def test_twenty_restarts_make_one_subscription_and_each_accepts_deliveries(
@@ -97,12 +97,13 @@ async def test_redis_unreachable_at_start_up_is_not_fatal(
     status, _ = await deliver(http, server, "whsec_" + "A" * 44, body)
     assert status == 503
     registry = server.relay.metrics.registry
-    deadline = asyncio.get_running_loop().time() + 10
-    while not registry.get_sample_value(
-        "relay_registration_failures_total", {"reason": "redis_unavailable"}
-    ):  # registration has tried, failed on Redis, and lives on to retry
-        assert asyncio.get_running_loop().time() < deadline, "registration never tried"
-        await asyncio.sleep(0.02)
+    # Registration has tried, failed on Redis, and lives on to retry.
+    await wait_for(
+        lambda: registry.get_sample_value(
+            "relay_registration_failures_total", {"reason": "redis_unavailable"}
+        ),
+        what="a registration failing on Redis",
+    )
     assert server.registration is not None and not server.registration.done()
     assert fake_api.calls == []
 
@@ -134,10 +135,8 @@ async def test_rotation_overlap_accepts_both_secrets_and_writes_one_entry(
     record = await load_record(server.relay.redis, "anyformat", PUBLIC_URL)
     assert record is not None and len(record.secrets) == 2
     new_secret = record.secret.get_secret_value()
-    deadline = asyncio.get_running_loop().time() + 10
-    while len(server.relay.secrets.keys) != 2:  # the replica re-reads the record
-        assert asyncio.get_running_loop().time() < deadline, "rotation never seen"
-        await asyncio.sleep(0.02)
+    # The replica re-reads the record.
+    await wait_for(lambda: len(server.relay.secrets.keys) == 2, what="the rotation seen")
 
     # AnyFormat delivers the same event to both subscriptions, under different ids.
     body = event_body(extraction_id="ex-rotated")

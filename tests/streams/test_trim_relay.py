@@ -4,13 +4,13 @@ and the stream shrinks back to its target within about ten seconds of the acknow
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 import redis
 
 from tests.conftest import StartRelay
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for
 
 FIREHOSE = "anyformat:events"
 PER_EVENT = "anyformat:events:extraction.completed"  # no group reads it
@@ -26,15 +26,6 @@ async def deliver(http: aiohttp.ClientSession, url: str, count: int) -> None:
     await asyncio.gather(*(post() for _ in range(count)))
 
 
-async def wait_until(condition: object, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 async def test_a_lagging_group_keeps_everything_and_trimming_resumes_once_it_catches_up(
     start_relay: StartRelay, redis_url: str, redis_sync: redis.Redis, http: aiohttp.ClientSession
 ) -> None:
@@ -44,7 +35,11 @@ async def test_a_lagging_group_keeps_everything_and_trimming_resumes_once_it_cat
 
     # A trimming pass has run once the group-less stream is at its target; the lagging
     # group's stream was trimmed in the same pass (streams go in name order) and kept all.
-    assert await wait_until(lambda: redis_sync.xlen(PER_EVENT) == 20, SHRINK_DEADLINE)
+    await wait_for(
+        lambda: redis_sync.xlen(PER_EVENT) == 20,
+        what="the group-less stream trimmed",
+        within=SHRINK_DEADLINE,
+    )
     assert redis_sync.xlen(FIREHOSE) == 100
     read = redis_sync.xreadgroup("billing", "c1", {FIREHOSE: ">"}, count=1000)
     entries = read[0][1]
@@ -52,5 +47,9 @@ async def test_a_lagging_group_keeps_everything_and_trimming_resumes_once_it_cat
     assert redis_sync.xlen(FIREHOSE) == 100  # read, not acknowledged: still needed
 
     redis_sync.xack(FIREHOSE, "billing", *(entry_id for entry_id, _ in entries))
-    assert await wait_until(lambda: redis_sync.xlen(FIREHOSE) == 20, SHRINK_DEADLINE)
+    await wait_for(
+        lambda: redis_sync.xlen(FIREHOSE) == 20,
+        what="the caught-up stream trimmed",
+        within=SHRINK_DEADLINE,
+    )
     assert [i for i, _ in redis_sync.xrange(FIREHOSE)] == [i for i, _ in entries[80:]]

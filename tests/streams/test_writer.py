@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -14,6 +13,7 @@ from relay.redis.scripts import APPEND_ONCE
 from relay.streams.errors import StreamsUnavailable
 from relay.streams.marks import content_mark
 from relay.streams.writer import Entry, FanoutWriter
+from tests.support.waiting import wait_for
 
 PAYLOAD = b'{"event": "extraction.completed", "data": {"n": "\xc3\xa9\\u0000"}}  '
 
@@ -29,13 +29,6 @@ def entry(message_id: str = "msg_1", payload: bytes = PAYLOAD, extraction_id: st
         workflow_id="",
         content_mark=content_mark("extraction.completed", extraction_id, "processed"),
     )
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_writes_the_contract_fields_byte_for_byte(
@@ -138,26 +131,28 @@ async def test_a_content_mark_expires_with_the_dedupe_window(
 ) -> None:
     writer = FanoutWriter(client, dedupe_ttl=1)
     await writer.write(entry("msg_1", extraction_id="ex-1"), ["s:a"])
-    await _wait_gone(redis_sync, dedupe_key("s:a"))
+    await wait_for(lambda: not redis_sync.exists(dedupe_key("s:a")), what="the marks expired")
     assert (await writer.write(entry("msg_2", extraction_id="ex-1"), ["s:a"]))[0] is not None
     assert redis_sync.xlen("s:a") == 2
 
 
-async def _wait_gone(redis_sync: redis.Redis, key: str) -> None:
-    """Poll until Redis expired ``key`` (a deadline, not a sleep as synchronisation)."""
-    deadline = asyncio.get_running_loop().time() + 5
-    while redis_sync.exists(key):
-        assert asyncio.get_running_loop().time() < deadline, f"{key} never expired"
-        await asyncio.sleep(0.02)
+def backdate(redis_sync: redis.Redis, key: str, past_window_ms: int, window_ms: int) -> None:
+    """Score every mark of ``key`` as written ``window_ms + past_window_ms`` ago by Redis's
+    clock (negative: still inside the window): the window's edge without waiting for it."""
+    seconds, micros = redis_sync.time()
+    now_ms = seconds * 1000 + micros // 1000
+    marks = redis_sync.zrange(key, 0, -1)
+    redis_sync.zadd(key, dict.fromkeys(marks, now_ms - window_ms - past_window_ms), xx=True)
 
 
-async def test_the_mark_expires_after_the_dedupe_window(
+async def test_the_mark_expires_at_the_edge_of_the_dedupe_window(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, dedupe_ttl=1)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     await writer.write(entry(), ["s:a"])
-    assert 0 < redis_sync.pttl(dedupe_key("s:a")) <= 1000
-    await asyncio.sleep(1.1)
+    backdate(redis_sync, dedupe_key("s:a"), -1000, 60_000)  # a second before the window ends
+    assert await writer.write(entry(), ["s:a"]) == [None]  # still a duplicate
+    backdate(redis_sync, dedupe_key("s:a"), 1, 60_000)  # a millisecond past it
     assert (await writer.write(entry(), ["s:a"]))[0] is not None
     assert redis_sync.xlen("s:a") == 2
 
@@ -165,9 +160,9 @@ async def test_the_mark_expires_after_the_dedupe_window(
 async def test_old_marks_are_pruned_from_a_busy_stream(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    writer = FanoutWriter(client, dedupe_ttl=1)
+    writer = FanoutWriter(client, dedupe_ttl=60)
     await writer.write(entry("old"), ["s:a"])
-    await asyncio.sleep(1.1)
+    backdate(redis_sync, dedupe_key("s:a"), 1, 60_000)
     await writer.write(entry("new"), ["s:a"])
     assert redis_sync.zrange(dedupe_key("s:a"), 0, -1) == [b"new"]
 

@@ -160,3 +160,8 @@ def relay_entry(
     """An ``Entry`` the ingest path could have built: its payload is a delivery body."""
     body = json.dumps({"event": event, "data": {"extraction_id": extraction_id}}).encode()
     return Entry(message_id, event, body, 1711281750000, extraction_id, "", content_mark)
+
+
+def delivery_body(event: str = "extraction.completed", extraction_id: str = "") -> bytes:
+    """A payload as the ingest path accepts it: an object with ``event`` and ``data``."""
+    return json.dumps({"event": event, "data": {"extraction_id": extraction_id}}).encode()

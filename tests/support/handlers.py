@@ -53,3 +53,14 @@ async def chaos(event: Event) -> None:
         raise ValueError("poison entry")
     await asyncio.sleep(float(os.environ.get("HANDLER_SECONDS", "0.02")))
     await _record(event, "done")
+
+
+async def failing_while_flagged(event: Event) -> None:
+    """Fails (so dead-letters after the last attempt) while the key ``fail`` exists in
+    ``TEST_REDIS_URL``; records a done attempt once it is gone."""
+    global _redis
+    if _redis is None:
+        _redis = Redis.from_url(os.environ["TEST_REDIS_URL"])
+    if await _redis.exists("fail"):
+        raise RuntimeError(f"<b>flagged</b> failure of {event.id}")
+    await _record(event, "done")

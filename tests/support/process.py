@@ -7,12 +7,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from tests.support.redis_server import free_port
+from tests.support.waiting import wait_for_sync
+
+T = TypeVar("T")
 
 
 class RelayProcess:
@@ -52,18 +56,37 @@ class RelayProcess:
         assert self.process is not None
         self.process.send_signal(signum)
 
-    def wait_until(self, path: str, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def alive(self, check: Callable[[], T]) -> Callable[[], T]:
+        """``check`` for :mod:`tests.support.waiting`, which fails at once if the process
+        ended: a dead relay is not a state to wait out."""
+
+        def checked() -> T:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise AssertionError(f"relay exited early:\n{self.output()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}"):
-                    return
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.05)
-        raise AssertionError(f"relay not ready within {timeout}s:\n{self.output()}")
+                raise ProcessExited(f"relay exited ({self.process.returncode}):\n{self.tail()}")
+            return check()
+
+        return checked
+
+    def wait_for(self, check: Callable[[], T], *, what: str, within: float = 20) -> T:
+        """:func:`~tests.support.waiting.wait_for_sync` while this process stays alive; a
+        failure shows the end of its output."""
+        return wait_for_sync(self.alive(check), what=what, within=within, context=self.tail)
+
+    def wait_until(self, path: str, within: float = 15) -> None:
+        """Until the admin port answers ``path`` with a success."""
+
+        def answers() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}"):
+                return True
+
+        wait_for_sync(
+            self.alive(answers),
+            what=f"relay answering {path}",
+            within=within,
+            ignoring=(urllib.error.URLError, ConnectionError),
+            context=self.tail,
+        )
 
     def terminate(self, timeout: float = 30) -> int:
         assert self.process is not None
@@ -77,3 +100,11 @@ class RelayProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def tail(self) -> str:
+        """The end of the output: what a failure message shows."""
+        return self.output()[-3000:]
+
+
+class ProcessExited(AssertionError):
+    """The process ended while a test waited on it."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
-import time
 
 import redis
 
 from tests.support.redis_server import RedisServer, free_cluster_port
+from tests.support.waiting import wait_for_sync
 
 
 class RedisCluster:
@@ -40,27 +41,29 @@ class RedisCluster:
         self.wait_replicated()
         return self
 
-    def wait_replicated(self, seconds: float = 30) -> None:
+    def wait_replicated(self, within: float = 30) -> None:
         """Until every master's replicas have synced (``WAIT`` answers), so that tests of
         replica acknowledgement start from a healthy cluster."""
-        deadline = time.monotonic() + seconds
         for node in self.nodes:
-            client = node.client()
-            while client.execute_command("ROLE")[0] == b"master":
-                if client.execute_command("WAIT", self.replicas, 100) >= self.replicas:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the replicas of {node.port} did not sync")
+            wait_for_sync(
+                functools.partial(self._synced, node),
+                what=f"the replicas of {node.port} synced",
+                within=within,
+            )
 
-    def wait_ok(self, seconds: float = 30) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+    def _synced(self, node: RedisServer) -> bool:
+        client = node.client()
+        if client.execute_command("ROLE")[0] != b"master":
+            return True
+        return bool(client.execute_command("WAIT", self.replicas, 100) >= self.replicas)
+
+    def wait_ok(self, within: float = 30) -> None:
+        def ok() -> bool:
             infos = [node.client().execute_command("CLUSTER", "INFO") for node in self.nodes]
-            if all(b"cluster_state:ok" in (i if isinstance(i, bytes) else i.encode())
-                   for i in infos):  # fmt: skip
-                return
-            time.sleep(0.2)
-        raise RuntimeError("cluster did not become ok")
+            return all(b"cluster_state:ok" in (i if isinstance(i, bytes) else i.encode())
+                       for i in infos)  # fmt: skip
+
+        wait_for_sync(ok, what="cluster_state:ok on every node", within=within, interval=0.2)
 
     def client(self) -> redis.RedisCluster:
         return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port)

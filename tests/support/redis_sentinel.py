@@ -6,17 +6,18 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.waiting import wait_for_sync
 
 MASTER_NAME = "mymaster"
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 4000
+# A server restarting, loading, or changing role: ask again.
+SETTLING = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError)
 
 
 class Sentinel:
@@ -60,7 +61,7 @@ class Sentinel:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        wait_for(self._answers, 10, "sentinel did not answer")
+        wait_for_sync(self._answers, what="the sentinel answering", within=10, ignoring=SETTLING)
 
     def _answers(self) -> bool:
         assert self.process is not None
@@ -107,7 +108,9 @@ class RedisSentinelSet:
         for sentinel in self.sentinels:
             sentinel.start()
         # Every sentinel has found the replica and the other sentinels: a failover can run.
-        wait_for(self._all_known, 30, "the sentinels did not discover each other")
+        wait_for_sync(
+            self._all_known, what="the sentinels knowing each other", within=30, ignoring=SETTLING
+        )
         return self
 
     def _all_known(self) -> bool:
@@ -120,7 +123,12 @@ class RedisSentinelSet:
     def wait_replicated(self, master: RedisServer) -> None:
         """Until a replica acknowledges the master's writes (its sync is done)."""
         client = master.client()
-        wait_for(lambda: client.execute_command("WAIT", 1, 100) >= 1, 30, "no replica synced")
+        wait_for_sync(
+            lambda: client.execute_command("WAIT", 1, 100) >= 1,
+            what="a replica synced",
+            within=30,
+            ignoring=SETTLING,
+        )
 
     def current_master(self) -> RedisServer:
         port = self.sentinels[0].master_port()
@@ -138,7 +146,12 @@ class RedisSentinelSet:
                 return False
             return survivor.client().execute_command("ROLE")[0] == b"master"
 
-        wait_for(promoted, 60, "the sentinels did not promote the replica")
+        wait_for_sync(
+            promoted,
+            what="every sentinel naming the promoted replica",
+            within=60,
+            ignoring=SETTLING,
+        )
         return killed, survivor
 
     def rejoin(self, server: RedisServer, master: RedisServer) -> None:
@@ -147,13 +160,18 @@ class RedisSentinelSet:
         loaded machine the sentinels may fail over once more meanwhile)."""
         server.extra_args = ("--replicaof", "127.0.0.1", str(master.port))
         server.start()
-        wait_for(lambda: self._replicated(self.settled_master()), 60, "no replica synced")
+        wait_for_sync(
+            lambda: self._replicated(self.settled_master()),
+            what="a synced replica of the settled master",
+            within=60,
+            ignoring=SETTLING,
+        )
 
     @staticmethod
     def _replicated(master: RedisServer) -> bool:
         return int(master.client().execute_command("WAIT", 1, 100)) >= 1
 
-    def settled_master(self, seconds: float = 60) -> RedisServer:
+    def settled_master(self, within: float = 60) -> RedisServer:
         """The server every sentinel names master, once it answers as one."""
         found: list[RedisServer] = []
 
@@ -168,7 +186,9 @@ class RedisSentinelSet:
             found[:] = [server]
             return True
 
-        wait_for(settled, seconds, "the sentinels do not agree on a master")
+        wait_for_sync(
+            settled, what="the sentinels agreeing on a master", within=within, ignoring=SETTLING
+        )
         return found[0]
 
     def failovers(self) -> int:
@@ -180,16 +200,3 @@ class RedisSentinelSet:
             sentinel.close()
         self.replica.close()
         self.master.close()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, message: str) -> None:
-    """Poll ``condition`` until true, or fail with ``message``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
-            pass  # a server restarting, loading, or changing role: ask again
-        time.sleep(0.05)
-    raise RuntimeError(message)

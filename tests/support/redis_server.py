@@ -7,12 +7,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import redis
 
 from tests.support import entry_schemas
+from tests.support.waiting import wait_for_sync
 
 
 def free_cluster_port() -> int:
@@ -66,17 +66,16 @@ class RedisServer:
             *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.process.stderr.read()!r}")  # type: ignore[union-attr]
-            try:
-                if self.client().ping():
-                    entry_schemas.watch(self.url)
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not answer within 10 s")
+        wait_for_sync(
+            self._answering, what=f"redis-server on {self.port}", ignoring=(redis.ConnectionError,)
+        )
+        entry_schemas.watch(self.url)
+
+    def _answering(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"redis-server exited: {self.process.stderr.read()!r}")  # type: ignore[union-attr]
+        return bool(self.client().ping())
 
     def kill(self) -> None:
         """SIGKILL: no shutdown save, no final fsync."""

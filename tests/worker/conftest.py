@@ -13,6 +13,7 @@ from relay.dev.embedded import EmbeddedRedis, start_embedded_redis
 from relay.streams.writer import Entry, FanoutWriter
 from relay.worker import Event, RetryPolicy, Worker
 from tests.support import entry_schemas
+from tests.support.waiting import wait_for
 
 STREAM = "anyformat:events"
 GROUP = "billing"
@@ -28,11 +29,11 @@ def embedded_redis() -> Iterator[EmbeddedRedis]:
 
 
 @pytest.fixture(params=["redis-server", "embedded", "cluster"])
-async def client(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Redis]:
-    """Every worker case runs on a real redis-server, on `relay dev`'s embedded server and
-    on a real Redis Cluster."""
+async def backend_client(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Redis]:
+    """A client on each backend in turn: every worker case runs on a real redis-server, on
+    `relay dev`'s embedded server and on a real Redis Cluster (flushed first)."""
     if request.param == "cluster":
-        cluster = request.getfixturevalue("redis_cluster")
+        cluster = request.getfixturevalue("cluster")
         client: Redis = cast(Redis, RedisCluster.from_url(cluster.url, socket_timeout=5))
     else:
         url = redis_url
@@ -44,9 +45,9 @@ async def client(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterato
     await client.aclose()
 
 
-async def publish(client: Redis, count: int = 1, stream: str = STREAM) -> list[str]:
+async def publish(backend_client: Redis, count: int = 1, stream: str = STREAM) -> list[str]:
     """Entries exactly as the relay writes them."""
-    writer = FanoutWriter(client, dedupe_ttl=600)
+    writer = FanoutWriter(backend_client, dedupe_ttl=600)
     ids = []
     for n in range(count):
         payload = json.dumps(
@@ -85,7 +86,7 @@ StartWorker = Callable[..., Awaitable[Running]]
 
 
 @pytest.fixture
-async def start_worker(client: Redis) -> AsyncIterator[StartWorker]:
+async def start_worker(backend_client: Redis) -> AsyncIterator[StartWorker]:
     running: list[Running] = []
 
     async def start(handler: Callable[[Event], Awaitable[Any]], **options: Any) -> Running:
@@ -94,23 +95,16 @@ async def start_worker(client: Redis) -> AsyncIterator[StartWorker]:
         options.setdefault("retry", RetryPolicy(max_attempts=5, backoff_base=0.05, backoff_max=0.2))
         options.setdefault("block", 0.2)
         options.setdefault("start_id", "0")
-        worker = Running(Worker(client, handler=handler, **options))
+        worker = Running(Worker(backend_client, handler=handler, **options))
         running.append(worker)
         # Started: the group exists (or the worker died, which the test will show).
-        await eventually(lambda: asyncio.sleep(0, worker.worker.phase != "starting"
-                                               or worker.task.done()))  # fmt: skip
+        await wait_for(
+            lambda: worker.worker.phase != "starting" or worker.task.done(),
+            what="the worker started",
+        )
         return worker
 
     yield start
     for worker in running:
         if not worker.task.done():
             await worker.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")

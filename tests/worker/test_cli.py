@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from relay.cli import main
 from relay.cli.workers import parse_before
-from tests.support.entry_schemas import dead_letter_fields, relay_fields
+from tests.support.entry_schemas import dead_letter_fields, delivery_body, relay_fields
 
 STREAM = "anyformat:events"
 DLQ = f"{STREAM}:dlq"
@@ -107,11 +107,72 @@ def test_dlq_replay_needs_ids_or_all(cli: CliRunner) -> None:
 def test_dlq_purge(cli: CliRunner, redis_sync: redis.Redis) -> None:
     redis_sync.xadd(DLQ, dead_letter_fields(0), id="1000-0")
     dead(redis_sync, 1)
-    before = cli.invoke(main, ["dlq", "purge", STREAM, "--before", "1h"])
+    before = cli.invoke(main, ["dlq", "purge", STREAM, "--before", "1h", "--yes"])
     assert before.output.strip() == f"purged 1 dead letter(s) from {DLQ}"
-    assert cli.invoke(main, ["dlq", "purge", STREAM]).output.startswith("purged 1")
+    assert cli.invoke(main, ["dlq", "purge", STREAM, "--yes"]).output.startswith("purged 1")
     bad = cli.invoke(main, ["dlq", "purge", STREAM, "--before", "last tuesday"])
     assert bad.exit_code == 2 and "ISO 8601" in bad.output
+
+
+def test_dlq_purge_says_how_many_and_asks_first(cli: CliRunner, redis_sync: redis.Redis) -> None:
+    for n in range(3):
+        dead(redis_sync, n)
+    refused = cli.invoke(main, ["dlq", "purge", STREAM], input="n\n")
+    assert f"purge 3 dead letter(s) of {DLQ}?" in refused.output
+    assert refused.exit_code == 1 and redis_sync.xlen(DLQ) == 3
+    unanswered = cli.invoke(main, ["dlq", "purge", STREAM])  # no terminal: nothing done
+    assert unanswered.exit_code != 0 and redis_sync.xlen(DLQ) == 3
+    accepted = cli.invoke(main, ["dlq", "purge", STREAM], input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert accepted.output.splitlines()[-1] == f"purged 3 dead letter(s) from {DLQ}"
+    assert redis_sync.xlen(DLQ) == 0
+
+
+def dead_in(client: redis.Redis, n: int, group: str, event: str, error: str, ms: int) -> str:
+    fields = dead_letter_fields(n, event=event, payload=delivery_body(event, f"ex-{n}").decode(),
+                                error=error, group=group, failed_at=str(ms))  # fmt: skip
+    return client.xadd(DLQ, fields, id=f"{ms}-0").decode()  # type: ignore[union-attr]
+
+
+def test_dlq_replay_and_purge_filters_and_dry_run(cli: CliRunner, redis_sync: redis.Redis) -> None:
+    t = 1_711_281_750_000  # Unix ms (a number below 10**11 would be seconds)
+    a = dead_in(redis_sync, 1, "billing", "extraction.failed", "TimeoutError: slow", t + 1000)
+    b = dead_in(redis_sync, 2, "billing", "extraction.completed", "KeyError: x", t + 2000)
+    c = dead_in(redis_sync, 3, "audit", "extraction.failed", "TimeoutError: slow", t + 3000)
+    d = dead_in(redis_sync, 4, "billing", "extraction.failed", "TimeoutError: slow", t + 4000)
+
+    preview = cli.invoke(main, ["dlq", "replay", STREAM, "--group", "billing", "--error",
+                                "timeout", "--dry-run"])  # fmt: skip
+    assert preview.output.splitlines() == [
+        f"2 dead letter(s) of {DLQ} would be replayed",
+        f"  {a}",
+        f"  {d}",
+    ]
+    assert redis_sync.xlen(DLQ) == 4  # a dry run changes nothing
+    result = cli.invoke(main, ["dlq", "replay", STREAM, "--event", "extraction.failed",
+                               "--until", str(t + 3000)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"2 replayed onto {STREAM}, 0 not found"
+    assert sorted(f[b"id"] for _, f in redis_sync.xrange(STREAM)) == [b"msg_1", b"msg_3"]
+    since = "2024-03-24T12:02:32.001Z"  # just after b
+    purge = cli.invoke(main, ["dlq", "purge", STREAM, "--since", since, "--yes"])
+    assert purge.output.strip() == f"purged 1 dead letter(s) from {DLQ}"
+    assert [i.decode() for i, _ in redis_sync.xrange(DLQ)] == [b]
+    both = cli.invoke(main, ["dlq", "replay", STREAM, "--id", b, "--group", "billing"])
+    assert both.exit_code == 2
+    assert c and d  # replayed and purged above
+
+
+def test_dlq_replay_refuses_while_a_job_runs_on_the_stream(
+    cli: CliRunner, redis_sync: redis.Redis
+) -> None:
+    from relay.redis.keys import job_lock_key as lock_key
+
+    dead(redis_sync, 1)
+    redis_sync.set(lock_key(STREAM), "job-elsewhere", px=30_000)
+    result = cli.invoke(main, ["dlq", "replay", STREAM, "--all"])
+    assert result.exit_code == 1 and "job job-elsewhere is running" in result.output
+    assert redis_sync.xlen(DLQ) == 1
 
 
 def test_parse_before() -> None:

@@ -2,39 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 from redis.asyncio import Redis
 
 from relay.worker import Event, Worker
 from tests.support.entry_schemas import relay_fields
-from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
 
 async def test_a_destroyed_group_is_recreated_after_the_last_entry_read_not_at_0(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
     """An operator's XGROUP DESTROY must not make the worker handle the stream again."""
-    first = await publish(client, 5)
+    first = await publish(backend_client, 5)
     handled: Counter[str] = Counter()
 
     async def handler(event: Event) -> None:
         handled[event.entry_id] += 1
 
     running = await start_worker(handler)
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 5))
-    await client.xgroup_destroy(STREAM, GROUP)
-    later = await publish(client, 3)
+    await wait_for(lambda: len(handled) == 5, what="the first five handled")
+    await backend_client.xgroup_destroy(STREAM, GROUP)
+    later = await publish(backend_client, 3)
 
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 8))
+    await wait_for(
+        lambda: len(handled) == 8, what="all eight handled after the group was recreated"
+    )
     assert set(handled) == {*first, *later}
     assert set(handled.values()) == {1}  # nothing handled twice
     assert await running.worker.readiness() is None  # the group is back
 
 
 async def test_a_group_that_vanishes_before_anything_was_read_is_recreated_at_0(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
     handled: list[str] = []
 
@@ -42,19 +44,21 @@ async def test_a_group_that_vanishes_before_anything_was_read_is_recreated_at_0(
         handled.append(event.entry_id)
 
     running = await start_worker(handler, start_id="$")
-    await eventually(lambda: _ready(running.worker))
+    await wait_for(lambda: _ready(running.worker), what="the worker reading")
     # One transaction: the entries are in the stream before the worker can see the group
     # missing, so a group recreated at "$" would skip them.
-    async with client.pipeline(transaction=True) as tx:
+    async with backend_client.pipeline(transaction=True) as tx:
         tx.xgroup_destroy(STREAM, GROUP)
         for n in range(3):
             tx.xadd(STREAM, relay_fields(n))
         _, *added = await tx.execute()
     ids = [entry_id.decode() for entry_id in added]
-    await eventually(lambda: asyncio.sleep(0, sorted(handled) == sorted(ids)))
+    await wait_for(
+        lambda: sorted(handled) == sorted(ids), what="every entry of the transaction handled"
+    )
 
 
-async def test_readiness_says_why_not(client: Redis, start_worker: StartWorker) -> None:
+async def test_readiness_says_why_not(backend_client: Redis, start_worker: StartWorker) -> None:
     async def handler(event: Event) -> None:
         pass
 
@@ -65,11 +69,11 @@ async def test_readiness_says_why_not(client: Redis, start_worker: StartWorker) 
 
     # The group checked on its own: a running worker recreates a missing group at once,
     # so this one is only marked running (no loops that could race the check).
-    idle = Worker(client, stream=STREAM, group=GROUP, handler=handler)
+    idle = Worker(backend_client, stream=STREAM, group=GROUP, handler=handler)
     assert await idle.readiness() == "starting"
     idle.phase = "running"
     assert await idle.readiness() is None
-    await client.xgroup_destroy(STREAM, GROUP)
+    await backend_client.xgroup_destroy(STREAM, GROUP)
     assert await idle.readiness() == "group_missing"
 
 

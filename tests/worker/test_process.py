@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -37,15 +36,6 @@ def records(client: redis.Redis) -> list[dict[str, object]]:
     return [json.loads(item) for item in client.lrange("handled", 0, -1)]
 
 
-def wait_for(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def publish(client: redis.Redis) -> bytes:
     return client.xadd(STREAM, relay_fields(1, extraction_id="x"))
 
@@ -59,7 +49,8 @@ def test_a_worker_killed_mid_handler_has_its_entry_finished_by_another(
                    HANDLER_SECONDS="30")  # fmt: skip
     first.start(wait_ready=False)
     first.wait_until("/healthz")
-    wait_for(lambda: any(r["phase"] == "started" for r in records(client)))
+    first.wait_for(lambda: any(r["phase"] == "started" for r in records(client)),
+                   what="the first worker's handler started")  # fmt: skip
     first.process.kill()  # type: ignore[union-attr]
     first.process.wait()  # type: ignore[union-attr]
 
@@ -67,8 +58,10 @@ def test_a_worker_killed_mid_handler_has_its_entry_finished_by_another(
                     HANDLER_SECONDS="0.1")  # fmt: skip
     second.start(wait_ready=False)
     try:
-        wait_for(lambda: any(r["phase"] == "done" for r in records(client)))
-        wait_for(lambda: client.xpending(STREAM, GROUP)["pending"] == 0)
+        second.wait_for(lambda: any(r["phase"] == "done" for r in records(client)),
+                        what="the entry handled by the second worker")  # fmt: skip
+        second.wait_for(lambda: client.xpending(STREAM, GROUP)["pending"] == 0,
+                        what="nothing pending")  # fmt: skip
     finally:
         assert second.terminate() == 0
     done = [r for r in records(client) if r["phase"] == "done"]
@@ -85,7 +78,8 @@ def test_sigterm_lets_the_handler_in_flight_finish_acks_it_and_exits_0(
     process = worker(own_redis, "tests.support.handlers:slow", HANDLER_SECONDS="1.5")
     process.start(wait_ready=False)
     try:
-        wait_for(lambda: any(r["phase"] == "started" for r in records(client)))
+        process.wait_for(lambda: any(r["phase"] == "started" for r in records(client)),
+                         what="the handler started")  # fmt: skip
         process.signal(signal.SIGTERM)
         assert process.process.wait(timeout=30) == 0  # type: ignore[union-attr]
     finally:
@@ -103,7 +97,8 @@ def test_worker_metrics_endpoint(own_redis: RedisServer) -> None:
     process.start(wait_ready=False)
     try:
         process.wait_until("/readyz")  # ready: the group exists
-        wait_for(lambda: client.xpending(STREAM, GROUP)["pending"] == 0 and records(client))
+        process.wait_for(lambda: client.xpending(STREAM, GROUP)["pending"] == 0
+                         and records(client), what="the entry handled and acked")  # fmt: skip
         import urllib.request
 
         url = f"http://127.0.0.1:{process.admin_port}/metrics"
@@ -115,8 +110,11 @@ def test_worker_metrics_endpoint(own_redis: RedisServer) -> None:
     assert "relay_worker_handler_duration_seconds_bucket" in text
     assert "relay_worker_in_flight" in text
     labels = f'{{group="{GROUP}",stream="{STREAM}"}}'
-    for zero in ("relay_worker_entries_lost_total", "relay_worker_paused", "relay_worker_held"):
+    for zero in ("relay_worker_entries_lost_total", "relay_worker_held"):
         assert f"{zero}{labels} 0.0" in text  # present before anything happens: alertable
+    for reason in ("outage", "operator"):
+        paused = f'relay_worker_paused{{group="{GROUP}",reason="{reason}",stream="{STREAM}"}}'
+        assert f"{paused} 0.0" in text
 
 
 def test_worker_readyz_follows_redis(own_redis: RedisServer) -> None:
@@ -126,14 +124,16 @@ def test_worker_readyz_follows_redis(own_redis: RedisServer) -> None:
     try:
         process.wait_until("/readyz")
         own_redis.kill()
-        wait_for(
+        process.wait_for(
             lambda: (
                 _get(process, "/readyz")
                 == (503, '{"status": "not_ready", "reason": "redis_unreachable"}')
-            )
+            ),
+            what="/readyz saying redis_unreachable",
         )
         own_redis.start()
-        wait_for(lambda: _get(process, "/readyz")[0] == 200)  # the group is back too (recreated)
+        # The group is back too (recreated).
+        process.wait_for(lambda: _get(process, "/readyz")[0] == 200, what="/readyz 200 again")
     finally:
         assert process.terminate() == 0
 
@@ -176,13 +176,15 @@ def test_a_worker_started_before_redis_waits_for_it(own_redis: RedisServer) -> N
     process.start(wait_ready=False)
     try:
         # The start-up version check is the first to find Redis away.
-        wait_for(lambda: '"msg":"redis_unavailable_at_start"' in process.output())
+        process.wait_for(lambda: '"msg":"redis_unavailable_at_start"' in process.output(),
+                         what="redis_unavailable_at_start logged")  # fmt: skip
         assert process.process.poll() is None  # type: ignore[union-attr]
         status, body = _get(process, "/readyz")
         assert (status, json.loads(body)["reason"]) == (503, "starting")
         own_redis.start()
         entry_id = publish(own_redis.client()).decode()
-        wait_for(lambda: [r["entry_id"] for r in records(own_redis.client())] == [entry_id])
+        process.wait_for(lambda: [r["entry_id"] for r in records(own_redis.client())]
+                         == [entry_id], what="the entry handled once Redis is up")  # fmt: skip
         assert _get(process, "/readyz")[0] == 200
     finally:
         assert process.terminate() == 0

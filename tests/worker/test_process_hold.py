@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -19,6 +18,7 @@ from aiohttp import web
 from tests.support.entry_schemas import relay_fields
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.process
 
@@ -62,17 +62,6 @@ def admin_get(process: RelayProcess, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def wait_for(check: Callable[[], bool], process: RelayProcess, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert process.process is not None
-        if process.process.poll() is not None:
-            raise AssertionError(f"worker exited:\n{process.output()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in time:\n{process.output()[-3000:]}")
-        time.sleep(0.05)
-
-
 def test_a_failing_backlog_is_held_up_to_the_cap_and_sigterm_exits_0(
     own_redis: RedisServer,
 ) -> None:
@@ -84,7 +73,11 @@ def test_a_failing_backlog_is_held_up_to_the_cap_and_sigterm_exits_0(
                      "--backoff-max", "60", "--concurrency", "10")  # fmt: skip
     process.start(wait_ready=False)
     try:
-        wait_for(lambda: held_by(client) == 100, process)  # default cap: 10 x concurrency
+        process.wait_for(
+            lambda: held_by(client) == 100,
+            what="100 held (the default cap: 10 x concurrency)",
+            within=60,
+        )
         [group] = client.xinfo_groups(STREAM)
         assert group["entries-read"] == 100  # the read loop waits at the cap
         _, metrics = admin_get(process, "/metrics")
@@ -111,10 +104,11 @@ def test_10000_held_entries_are_heartbeated_and_sigterm_exits_0(own_redis: Redis
         return int(item["time_since_delivered"])
 
     try:
-        wait_for(lambda: held_by(client) == 10_000, process)
+        process.wait_for(lambda: held_by(client) == 10_000, what="10,000 held", within=60)
         # A heartbeat over all 10,000 ids: the newest entry's idle time starts again.
         seen = [idle_ms(ids[-1])]
-        wait_for(lambda: seen.append(idle_ms(ids[-1])) or seen[-1] < max(seen), process)
+        process.wait_for(lambda: seen.append(idle_ms(ids[-1])) or seen[-1] < max(seen),
+                         what="the newest entry heartbeated", within=60)  # fmt: skip
         assert admin_get(process, "/readyz")[0] == 200
     finally:
         code = process.terminate()
@@ -164,10 +158,8 @@ async def test_the_example_worker_bills_through_its_lifespan_session(
         return client.xlen(f"{STREAM}:dlq") == 1 and held_by(client) == 0
 
     try:
-        deadline = time.monotonic() + 30
-        while not await settled():
-            assert time.monotonic() < deadline, process.output()[-3000:]
-            await asyncio.sleep(0.05)
+        await wait_for(process.alive(settled), what="one dead letter, nothing held", within=30,
+                       context=process.tail)  # fmt: skip
         status, _ = await asyncio.to_thread(admin_get, process, "/readyz")
         assert status == 200
     finally:

@@ -11,27 +11,28 @@ import pytest
 from redis.asyncio import Redis
 
 from relay.worker import Event, RetryPolicy, Worker
-from tests.worker.conftest import GROUP, STREAM, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
 DLQ = f"{STREAM}:dlq"
 
 
-async def pending(client: Redis) -> int:
-    return int((await client.xpending(STREAM, GROUP))["pending"])
+async def pending(backend_client: Redis) -> int:
+    return int((await backend_client.xpending(STREAM, GROUP))["pending"])
 
 
 async def test_each_entry_is_handled_with_its_parsed_event_and_acknowledged(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
-    [entry_id] = await publish(client)
+    [entry_id] = await publish(backend_client)
     seen: list[Event] = []
 
     async def handler(event: Event) -> None:
         seen.append(event)
 
     worker = await start_worker(handler)
-    await eventually(lambda: asyncio.sleep(0, bool(seen)))
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: bool(seen), what="the event handled")
+    await wait_for(lambda: _zero(backend_client), what="nothing pending")
     await worker.stop()
     [event] = seen
     assert (event.entry_id, event.stream, event.attempt, event.event) == (
@@ -42,14 +43,14 @@ async def test_each_entry_is_handled_with_its_parsed_event_and_acknowledged(
     assert event.workflow_id == "wf" and isinstance(event.received_at, int)
 
 
-async def _zero(client: Redis) -> bool:
-    return await pending(client) == 0
+async def _zero(backend_client: Redis) -> bool:
+    return await pending(backend_client) == 0
 
 
 async def test_a_failing_handler_is_retried_with_backoff_then_acknowledged_once(
-    client: Redis, start_worker: StartWorker, monkeypatch: pytest.MonkeyPatch
+    backend_client: Redis, start_worker: StartWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await publish(client)
+    await publish(backend_client)
     attempts: list[tuple[int, float]] = []
     delays: list[float] = []
     real_delay = RetryPolicy.delay
@@ -67,8 +68,8 @@ async def test_a_failing_handler_is_retried_with_backoff_then_acknowledged_once(
 
     policy = RetryPolicy(max_attempts=5, backoff_base=0.4, backoff_max=10)
     worker = await start_worker(flaky, retry=policy)
-    await eventually(lambda: asyncio.sleep(0, len(attempts) == 3))
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: len(attempts) == 3, what="the third attempt")
+    await wait_for(lambda: _zero(backend_client), what="nothing pending")
     await worker.stop()
 
     assert [n for n, _ in attempts] == [1, 2, 3]
@@ -76,15 +77,15 @@ async def test_a_failing_handler_is_retried_with_backoff_then_acknowledged_once(
     assert 0.2 <= delays[0] <= 0.4 and 0.4 <= delays[1] <= 0.8, delays
     gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(attempts)]
     assert all(gap >= delay for gap, delay in zip(gaps, delays, strict=True)), (gaps, delays)
-    assert await client.xlen(DLQ) == 0
+    assert await backend_client.xlen(DLQ) == 0
     assert worker.worker.metrics.retried.labels(STREAM, GROUP)._value.get() == 2
     assert worker.worker.metrics.handled.labels(STREAM, GROUP)._value.get() == 1
 
 
 async def test_a_poison_entry_goes_to_the_dlq_after_exactly_max_attempts(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
-    [entry_id] = await publish(client)
+    [entry_id] = await publish(backend_client)
     calls: list[int] = []
 
     async def poison(event: Event) -> None:
@@ -92,11 +93,11 @@ async def test_a_poison_entry_goes_to_the_dlq_after_exactly_max_attempts(
         raise ValueError(f"cannot bill {event.extraction_id}")
 
     await start_worker(poison, retry=RetryPolicy(max_attempts=3, backoff_base=0.01))
-    await eventually(lambda: _has(client, DLQ))
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: _has(backend_client, DLQ), what="the poison event dead-lettered")
+    await wait_for(lambda: _zero(backend_client), what="nothing pending")
     assert calls == [1, 2, 3]
-    [(_, fields)] = await client.xrange(DLQ)
-    [(_, original)] = await client.xrange(STREAM)
+    [(_, fields)] = await backend_client.xrange(DLQ)
+    [(_, original)] = await backend_client.xrange(STREAM)
     for name, value in original.items():
         assert fields[name] == value
     assert fields[b"error"] == b"ValueError: cannot bill ex-0"
@@ -106,8 +107,8 @@ async def test_a_poison_entry_goes_to_the_dlq_after_exactly_max_attempts(
     assert abs(int(fields[b"failed_at"]) - time.time() * 1000) < 10_000
 
 
-async def _has(client: Redis, stream: str, count: int = 1) -> bool:
-    return int(await client.xlen(stream)) >= count
+async def _has(backend_client: Redis, stream: str, count: int = 1) -> bool:
+    return int(await backend_client.xlen(stream)) >= count
 
 
 @pytest.mark.foreign_entries  # malformed on purpose
@@ -120,27 +121,27 @@ async def _has(client: Redis, stream: str, count: int = 1) -> bool:
     ],
 )
 async def test_a_malformed_entry_goes_to_the_dlq_at_once(
-    client: Redis, start_worker: StartWorker, fields: dict[str, str], error: str
+    backend_client: Redis, start_worker: StartWorker, fields: dict[str, str], error: str
 ) -> None:
-    await client.xadd(STREAM, fields)
+    await backend_client.xadd(STREAM, fields)
     calls: list[Event] = []
 
     async def handler(event: Event) -> None:
         calls.append(event)
 
     await start_worker(handler)
-    await eventually(lambda: _has(client, DLQ))
-    [(_, dead)] = await client.xrange(DLQ)
+    await wait_for(lambda: _has(backend_client, DLQ), what="the undecodable entry dead-lettered")
+    [(_, dead)] = await backend_client.xrange(DLQ)
     assert dead[b"error"].decode().startswith(error)
     assert dead[b"attempts"] == b"1"
     assert calls == []
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: _zero(backend_client), what="nothing pending")
 
 
 async def test_two_workers_in_one_group_handle_every_entry_once(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
-    ids = await publish(client, 200)
+    ids = await publish(backend_client, 200)
     handled: dict[str, list[str]] = {}
 
     def handler_for(name: str):  # type: ignore[no-untyped-def]
@@ -152,56 +153,56 @@ async def test_two_workers_in_one_group_handle_every_entry_once(
 
     await start_worker(handler_for("a"), consumer="a", concurrency=4)
     await start_worker(handler_for("b"), consumer="b", concurrency=4)
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 200))
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: len(handled) == 200, what="all 200 handled")
+    await wait_for(lambda: _zero(backend_client), what="nothing pending")
     assert sorted(handled) == sorted(ids)
     assert all(len(names) == 1 for names in handled.values())
     assert {name for names in handled.values() for name in names} == {"a", "b"}
 
 
 async def test_a_dead_consumers_entry_is_taken_over_and_the_attempt_counted(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
-    [entry_id] = await publish(client)
-    await client.xgroup_create(STREAM, GROUP, id="0")
+    [entry_id] = await publish(backend_client)
+    await backend_client.xgroup_create(STREAM, GROUP, id="0")
     # "ghost" read the entry and died without acknowledging it.
-    await client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1)
+    await backend_client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1)
     seen: list[Event] = []
 
     async def handler(event: Event) -> None:
         seen.append(event)
 
     await start_worker(handler, consumer="alive", claim_idle=0.3)
-    await eventually(lambda: asyncio.sleep(0, bool(seen)))
+    await wait_for(lambda: bool(seen), what="the abandoned entry handled")
     assert (seen[0].entry_id, seen[0].attempt) == (entry_id, 2)
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: _zero(backend_client), what="nothing pending")
 
 
 async def test_an_entry_past_its_last_attempt_is_dead_lettered_without_running_again(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
     """A handler that kills its worker every time must not kill every worker forever."""
-    await publish(client)
-    await client.xgroup_create(STREAM, GROUP, id="0")
-    await client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1)
+    await publish(backend_client)
+    await backend_client.xgroup_create(STREAM, GROUP, id="0")
+    await backend_client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1)
     for _ in range(2):  # two more deaths: three deliveries in all
-        await client.xautoclaim(STREAM, GROUP, "ghost", 0, "0-0")
+        await backend_client.xautoclaim(STREAM, GROUP, "ghost", 0, "0-0")
 
     async def handler(event: Event) -> None:
         raise AssertionError("must not run")
 
     await start_worker(handler, claim_idle=0.2, retry=RetryPolicy(max_attempts=3))
-    await eventually(lambda: _has(client, DLQ))
-    [(_, dead)] = await client.xrange(DLQ)
+    await wait_for(lambda: _has(backend_client, DLQ), what="the exhausted entry dead-lettered")
+    [(_, dead)] = await backend_client.xrange(DLQ)
     assert dead[b"attempts"] == b"3"
     assert b"died or was stopped" in dead[b"error"]
 
 
 async def test_a_long_handler_keeps_its_entry_while_others_wait_to_take_over(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
     """claim_idle shorter than the handler: heartbeats keep the entry ours."""
-    await publish(client)
+    await publish(backend_client)
     runs: list[str] = []
 
     def slow(name: str):  # type: ignore[no-untyped-def]
@@ -212,49 +213,49 @@ async def test_a_long_handler_keeps_its_entry_while_others_wait_to_take_over(
         return handler
 
     await start_worker(slow("first"), consumer="first", claim_idle=0.3)
-    await eventually(lambda: asyncio.sleep(0, bool(runs)))
+    await wait_for(lambda: bool(runs), what="the first consumer running its handler")
     await start_worker(slow("second"), consumer="second", claim_idle=0.3)
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: _zero(backend_client), what="nothing pending")
     assert runs == ["first"]
 
 
 async def test_the_group_is_recreated_when_it_vanishes(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
     seen: list[str] = []
 
     async def handler(event: Event) -> None:
         seen.append(event.entry_id)
 
-    await publish(client)
+    await publish(backend_client)
     await start_worker(handler)
-    await eventually(lambda: asyncio.sleep(0, len(seen) == 1))
+    await wait_for(lambda: len(seen) == 1, what="the first event handled")
     # Redis restarted without persistence: stream and group are gone.
-    await client.delete(STREAM)
-    [after] = await publish(client)
-    await eventually(lambda: asyncio.sleep(0, after in seen))
+    await backend_client.delete(STREAM)
+    [after] = await publish(backend_client)
+    await wait_for(lambda: after in seen, what="the event after the stream was recreated handled")
 
 
 async def test_a_pending_entry_whose_message_was_deleted_is_acknowledged(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
-    [entry_id] = await publish(client)
-    await client.xgroup_create(STREAM, GROUP, id="0")
-    await client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1)
-    await client.xdel(STREAM, entry_id)
+    [entry_id] = await publish(backend_client)
+    await backend_client.xgroup_create(STREAM, GROUP, id="0")
+    await backend_client.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=1)
+    await backend_client.xdel(STREAM, entry_id)
 
     async def handler(event: Event) -> None:
         raise AssertionError("nothing to handle")
 
     await start_worker(handler, claim_idle=0.2)
-    await eventually(lambda: _zero(client))
-    assert await client.xlen(DLQ) == 0
+    await wait_for(lambda: _zero(backend_client), what="nothing pending")
+    assert await backend_client.xlen(DLQ) == 0
 
 
 async def test_stop_lets_the_handler_in_flight_finish_and_acks_it(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
-    await publish(client)
+    await publish(backend_client)
     started = asyncio.Event()
     finished: list[bool] = []
 
@@ -267,13 +268,13 @@ async def test_stop_lets_the_handler_in_flight_finish_and_acks_it(
     await asyncio.wait_for(started.wait(), 5)
     await worker.stop()
     assert finished == [True]
-    assert await _zero(client)
+    assert await _zero(backend_client)
 
 
 async def test_stop_leaves_an_unfinished_entry_pending_after_the_timeout(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
-    await publish(client)
+    await publish(backend_client)
     started = asyncio.Event()
 
     async def handler(event: Event) -> None:
@@ -283,21 +284,21 @@ async def test_stop_leaves_an_unfinished_entry_pending_after_the_timeout(
     worker = await start_worker(handler, shutdown_timeout=0.2)
     await asyncio.wait_for(started.wait(), 5)
     await worker.stop()
-    assert await pending(client) == 1
+    assert await pending(backend_client) == 1
 
 
 async def test_acks_of_handlers_finishing_together_share_one_xack(
-    client: Redis, start_worker: StartWorker, monkeypatch: pytest.MonkeyPatch
+    backend_client: Redis, start_worker: StartWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await publish(client, 40)
+    await publish(backend_client, 40)
     calls: list[int] = []
-    real_xack = client.xack
+    real_xack = backend_client.xack
 
     async def counting_xack(stream: str, group: str, *ids: str) -> int:
         calls.append(len(ids))
         return int(await real_xack(stream, group, *ids))
 
-    monkeypatch.setattr(client, "xack", counting_xack)
+    monkeypatch.setattr(backend_client, "xack", counting_xack)
 
     handled: list[str] = []
 
@@ -306,18 +307,18 @@ async def test_acks_of_handlers_finishing_together_share_one_xack(
         handled.append(event.entry_id)
 
     await start_worker(handler, concurrency=10)
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 40))
-    await eventually(lambda: _zero(client))
+    await wait_for(lambda: len(handled) == 40, what="all 40 handled")
+    await wait_for(lambda: _zero(backend_client), what="nothing pending")
     assert sum(calls) == 40
     assert len(calls) < 40
 
 
 async def test_the_heartbeat_goes_on_through_the_shutdown_drain(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
     """A handler finishing after stop(), for longer than claim_idle: no other consumer may
     take its entry over meanwhile."""
-    await publish(client)
+    await publish(backend_client)
     runs: list[str] = []
     release = asyncio.Event()
 
@@ -331,10 +332,10 @@ async def test_the_heartbeat_goes_on_through_the_shutdown_drain(
     # claim_idle 1 s: short enough to be crossed many times, long enough that a loaded
     # machine's scheduling delays do not look like a stalled worker.
     draining = await start_worker(first, consumer="first", claim_idle=1)
-    await eventually(lambda: asyncio.sleep(0, runs == ["first"]))
+    await wait_for(lambda: runs == ["first"], what="the first consumer running")
     await start_worker(second, consumer="second", claim_idle=1)
     draining.worker.stop()
-    await eventually(lambda: asyncio.sleep(0, draining.worker.phase == "draining"))
+    await wait_for(lambda: draining.worker.phase == "draining", what="the first consumer draining")
     # Several claim-idle periods of drain, watched through the pending entry's idle time:
     # it keeps being reset by first's heartbeat while second's take-over looks for it.
     resets = 0
@@ -342,24 +343,24 @@ async def test_the_heartbeat_goes_on_through_the_shutdown_drain(
 
     async def heartbeats_seen() -> bool:
         nonlocal resets, last_idle
-        items = await client.xpending_range(STREAM, GROUP, min="-", max="+", count=1)
+        items = await backend_client.xpending_range(STREAM, GROUP, min="-", max="+", count=1)
         assert items and items[0]["consumer"] == b"first", f"taken over mid-drain: {runs}"
         idle = int(items[0]["time_since_delivered"])
         resets += idle < last_idle
         last_idle = idle
         return resets >= 4
 
-    await eventually(heartbeats_seen)
+    await wait_for(heartbeats_seen, what="four heartbeats seen")
     release.set()
     await asyncio.wait_for(draining.task, 10)
     assert runs == ["first"]
-    assert await _zero(client)
+    assert await _zero(backend_client)
 
 
 @pytest.mark.parametrize("make", ["redis", "cluster"])
 def test_a_client_decoding_replies_is_refused_at_construction(make: str) -> None:
-    """Entries are read as bytes: a ``decode_responses=True`` client is refused with what
-    to do, before any entry is read; the same client without it is accepted."""
+    """Entries are read as bytes: a ``decode_responses=True`` backend_client is refused with what
+    to do, before any entry is read; the same backend_client without it is accepted."""
     from redis.asyncio import RedisCluster
 
     from relay.worker.client import DecodingClientError
@@ -375,3 +376,33 @@ def test_a_client_decoding_replies_is_refused_at_construction(make: str) -> None
     with pytest.raises(DecodingClientError, match="decode_responses=True"):
         Worker(build(True), stream=STREAM, group=GROUP, handler=handler)
     Worker(build(False), stream=STREAM, group=GROUP, handler=handler)
+
+
+async def test_every_log_line_about_an_entry_names_it_fully(
+    backend_client: Redis, start_worker: StartWorker
+) -> None:
+    """id, entry_id, stream, group and attempt on each line: an operator greps one id."""
+    import structlog
+
+    [entry_id] = await publish(backend_client)
+    [(_, fields)] = await backend_client.xrange(STREAM)
+
+    async def handler(event: Event) -> None:
+        raise RuntimeError("downstream said no")
+
+    with structlog.testing.capture_logs() as logs:
+        running = await start_worker(
+            handler, retry=RetryPolicy(max_attempts=2, backoff_base=0.01), outage_threshold=0
+        )
+        await wait_for(lambda: _dlq_length_is(backend_client, 1), what="the dead letter")
+        await running.stop()
+    about = [line for line in logs if line.get("entry_id") == entry_id]
+    assert {line["event"] for line in about} >= {"attempt", "retry_scheduled", "dead_lettered"}
+    for line in about:
+        assert line["id"] == fields[b"id"].decode(), line
+        assert (line["stream"], line["group"]) == (STREAM, GROUP), line
+        assert line["attempt"] in (1, 2), line
+
+
+async def _dlq_length_is(client: Redis, length: int) -> bool:
+    return int(await client.xlen(DLQ)) == length

@@ -31,22 +31,33 @@ local function first_time(marks, mark, now)
   return true
 end
 
-local function remember(marks, mark, now)
+-- Set `mark`, and `records[mark] = id` (what the event trail follows: original entry ->
+-- dead letter -> replayed entry); expired marks go with their records, a bounded batch
+-- per call.
+local function remember(marks, records, mark, id, now)
   redis.call('ZADD', marks, now, mark)
-  redis.call('ZREMRANGEBYSCORE', marks, '-inf', string.format('(%d', now - MOVE_WINDOW_MS))
+  redis.call('HSET', records, mark, id)
+  local old = redis.call('ZRANGEBYSCORE', marks, '-inf',
+    string.format('(%d', now - MOVE_WINDOW_MS), 'LIMIT', 0, 64)
+  if #old > 0 then
+    redis.call('ZREM', marks, unpack(old))
+    redis.call('HDEL', records, unpack(old))
+  end
   redis.call('PEXPIRE', marks, MOVE_WINDOW_MS)
+  redis.call('PEXPIRE', records, MOVE_WINDOW_MS)
 end
 
 -- relay_dead_letter_v1: move one entry to the dead-letter stream, once per group.
 -- KEYS[1] <stream>:dlq   KEYS[2] its dedupe set relay:dedupe:{<tag of KEYS[1]>}:<KEYS[1]>
--- KEYS[3] (optional) <stream>: given when it shares a slot with KEYS[1] (always on a single
+-- KEYS[3] its trail records relay:trail:{<tag of KEYS[1]>}:<KEYS[1]> (mark -> dead letter id)
+-- KEYS[4] (optional) <stream>: given when it shares a slot with KEYS[1] (always on a single
 --         Redis), the entry is acknowledged here too; else the caller XACKs after.
 -- ARGV    group, entry id, error, attempts, then the entry's field/value pairs as read.
 -- Reply   {dead letter id or "" when it was written before, 1 acked here / 0 not}.
 -- The mark dead/<group>/<entry id> makes a repeat (after a crash between this and XACK)
 -- write nothing; the XACK is idempotent anyway.
 local function dead_letter(keys, args)
-  local dlq, marks, stream = keys[1], keys[2], keys[3]
+  local dlq, marks, records, stream = keys[1], keys[2], keys[3], keys[4]
   local group, entry_id = args[1], args[2]
   local now = now_ms()
   local mark = 'dead/' .. group .. '/' .. entry_id
@@ -70,7 +81,7 @@ local function dead_letter(keys, args)
     fields[#fields + 1] = 'failed_at'
     fields[#fields + 1] = tostring(now)
     written = redis.call('XADD', dlq, 'MAXLEN', '~', DLQ_MAXLEN, '*', unpack(fields))
-    remember(marks, mark, now)
+    remember(marks, records, mark, written, now)
   end
   local acked = 0
   if stream then
@@ -81,12 +92,13 @@ end
 
 -- relay_replay_v1: put one dead letter back on its stream, once.
 -- KEYS[1] <stream>   KEYS[2] its replay marks relay:replayed:{<tag of KEYS[1]>}:<KEYS[1]>
+-- KEYS[3] its replays relay:replays:{<tag of KEYS[1]>}:<KEYS[1]> (mark -> new entry id)
 -- ARGV    dead letter id, then its field/value pairs as read from <stream>:dlq.
 -- Reply   the new entry id, or "" when this dead letter was replayed before. The caller
 --         then deletes the dead letter (XDEL <stream>:dlq id): a repeat finds the mark.
 -- The new entry has the original fields and replayed_from = the dead letter's id.
 local function replay(keys, args)
-  local stream, marks, dlq_id = keys[1], keys[2], args[1]
+  local stream, marks, records, dlq_id = keys[1], keys[2], keys[3], args[1]
   local now = now_ms()
   local mark = 'replay/' .. dlq_id
   if not first_time(marks, mark, now) then
@@ -102,7 +114,7 @@ local function replay(keys, args)
   fields[#fields + 1] = 'replayed_from'
   fields[#fields + 1] = dlq_id
   local id = redis.call('XADD', stream, '*', unpack(fields))
-  remember(marks, mark, now)
+  remember(marks, records, mark, id, now)
   return id
 end
 

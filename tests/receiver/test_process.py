@@ -13,6 +13,7 @@ import pytest
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.signing import SECRET, event_body, sign
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.process
 
@@ -78,7 +79,13 @@ async def test_sigterm_finishes_requests_held_by_a_paused_redis_then_exits_0(
 
         pause()
         in_flight = [asyncio.create_task(deliver(body)) for body in bodies]
-        await asyncio.sleep(0.4)  # the requests now wait on Redis
+        metrics = f"http://127.0.0.1:{relay_process.admin_port}/metrics"
+
+        async def all_waiting_on_redis() -> bool:
+            async with http.get(metrics) as response:
+                return "relay_deliveries_in_flight 5.0" in await response.text()
+
+        await wait_for(all_waiting_on_redis, what="the five requests waiting on Redis")
         assert not any(task.done() for task in in_flight)
         exit_code = await asyncio.to_thread(relay_process.terminate)
         statuses = await asyncio.gather(*in_flight)

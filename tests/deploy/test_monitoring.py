@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from relay.observability import IngestMetrics, WorkerMetrics
 from relay.streams.health import StreamHealthCollector
 
-MONITORING = Path(__file__).resolve().parents[1] / "deploy" / "monitoring"
+MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 NAME = re.compile(r"\b(relay_[a-z0-9_]+)\b")
 SUFFIXES = {
     "counter": ("_total", "_created"),

@@ -6,10 +6,12 @@ import asyncio
 
 import aiohttp
 
+from relay.receiver.app import RelayServer
 from tests.conftest import StartRelay
 from tests.support.http import relay_metrics
 from tests.support.redis_server import RedisServer
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for
 
 
 async def test_a_stalled_redis_sheds_load_beyond_the_limit_and_recovers(
@@ -27,7 +29,7 @@ async def test_a_stalled_redis_sheds_load_beyond_the_limit_and_recovers(
 
     own_redis.client().execute_command("CLIENT", "PAUSE", "1500", "ALL")
     admitted = [asyncio.create_task(deliver()) for _ in range(5)]
-    await asyncio.sleep(0.3)  # these five now wait on Redis
+    await wait_for(lambda: _in_flight(http, server, 5), what="five deliveries waiting on Redis")
     shed = await asyncio.gather(*(deliver() for _ in range(15)))
     assert all(status == 503 and reason == "overloaded" for status, reason, _ in shed)
     assert all(retry_after and retry_after.isdigit() for *_, retry_after in shed)
@@ -43,3 +45,7 @@ async def test_a_stalled_redis_sheds_load_beyond_the_limit_and_recovers(
     text = await relay_metrics(http, server)
     assert "relay_deliveries_in_flight 0.0" in text
     assert 'relay_deliveries_unavailable_total{reason="overloaded"} 15.0' in text
+
+
+async def _in_flight(http: aiohttp.ClientSession, server: RelayServer, count: int) -> bool:
+    return f"relay_deliveries_in_flight {count:.1f}" in await relay_metrics(http, server)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -13,18 +10,9 @@ import pytest
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.signing import SECRET, event_body, sign
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.process
-
-
-async def poll(check: Callable[[], bool], within: float = 15) -> bool:
-    """Whether ``check`` came true within ``within`` seconds (polled, not slept on)."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 def started_pids(relay: RelayProcess) -> set[str]:
@@ -46,7 +34,8 @@ async def test_two_processes_serve_share_metrics_and_stop_cleanly(own_redis: Red
     relay.start()
     try:
         # /readyz answers once one process listens; wait until both do, or all 40 go to one.
-        assert await poll(lambda: len(started_pids(relay)) == 2), relay.output()[-2000:]
+        await wait_for(relay.alive(lambda: len(started_pids(relay)) == 2),
+                       what="both processes started", context=relay.tail)  # fmt: skip
         for _ in range(40):
             # A new connection each time: the kernel spreads them over both processes.
             async with aiohttp.ClientSession() as http:
@@ -54,19 +43,18 @@ async def test_two_processes_serve_share_metrics_and_stop_cleanly(own_redis: Red
                 url = f"{relay.url}/webhooks/anyformat"
                 async with http.post(url, data=body, headers=sign(body)) as response:
                     assert response.status == 200
-        # Both processes count into shared files: poll until the sum says 40, no guessing.
-        deadline = time.monotonic() + 10
-        while True:
+
+        # Both processes count into shared files: wait until the sum says 40, no guessing.
+        async def all_counted() -> bool:
             async with (
                 aiohttp.ClientSession() as http,
                 http.get(f"http://127.0.0.1:{relay.admin_port}/metrics") as r,
             ):
                 metrics = await r.text()
-            received = re.search(r"^relay_deliveries_received_total (\S+)$", metrics, re.M)
-            if (received and float(received[1]) == 40.0) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.02)
-        assert received is not None and float(received[1]) == 40.0, metrics[:2000]
+            found = re.search(r"^relay_deliveries_received_total (\S+)$", metrics, re.M)
+            return found is not None and float(found[1]) == 40.0
+
+        await wait_for(all_counted, what="40 received, summed over both processes")
         assert own_redis.client().xlen("anyformat:events") == 40
     finally:
         code = relay.terminate()
