@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
 from relay.worker import Event
 from relay.worker.pause import is_paused, set_paused
-from tests.worker.conftest import GROUP, STREAM, Running, StartWorker, eventually, publish
+from tests.support.waiting import wait_for
+from tests.worker.conftest import GROUP, STREAM, Running, StartWorker, publish
 
 
 def operator_gauge(running: Running) -> float:
@@ -30,8 +32,9 @@ async def lag(client: Redis) -> int:
 
 
 async def test_a_paused_group_finishes_what_it_holds_takes_nothing_and_resumes(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
+    client = backend_client
     gate, started = asyncio.Event(), asyncio.Event()
     handled: list[str] = []
 
@@ -64,8 +67,9 @@ async def test_a_paused_group_finishes_what_it_holds_takes_nothing_and_resumes(
 
 
 async def test_every_worker_of_the_group_honours_it(
-    client: Redis, start_worker: StartWorker
+    backend_client: Redis, start_worker: StartWorker
 ) -> None:
+    client = backend_client
     handled: list[str] = []
 
     async def handler(event: Event) -> None:
@@ -85,3 +89,7 @@ async def test_every_worker_of_the_group_honours_it(
 
 async def _pending_is(client: Redis, count: int) -> bool:
     return int((await client.xpending(STREAM, GROUP))["pending"]) == count
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    await wait_for(check, what="the paused or resumed state")
