@@ -38,16 +38,20 @@ from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 
 DEDUPE_TTL = 604_800
-BATCH = 2_000
+CONCURRENT = 2_000  # deliveries written at once (the cluster client's pool is smaller)
+CONCURRENT_ON_CLUSTER = 100
 
 
-async def fill(client: Redis, deliveries: int) -> tuple[list[str], list[tuple[str, str]]]:
-    """Write the deliveries; the streams and (id, extraction id) of every delivery."""
+async def fill(
+    client: Redis, deliveries: int, concurrent: int
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Write the deliveries, ``concurrent`` at a time; the streams and (id, extraction id)
+    of every delivery."""
     writer = FanoutWriter(client, dedupe_ttl=DEDUPE_TTL)
     streams = list(Router("anyformat").streams_for("extraction.completed", ""))
     written: list[tuple[str, str]] = []
-    for start in range(0, deliveries, BATCH):
-        batch = [delivery(n) for n in range(start, min(deliveries, start + BATCH))]
+    for start in range(0, deliveries, concurrent):
+        batch = [delivery(n) for n in range(start, min(deliveries, start + concurrent))]
         await asyncio.gather(*(writer.write(entry, streams) for entry in batch))
         written += [(entry.id, entry.extraction_id) for entry in batch]
     return streams, written
@@ -78,9 +82,9 @@ def summary(name: str, samples: list[float]) -> str:
             f"max {ordered[-1]:6.2f} ms   ({len(ordered)} lookups)")  # fmt: skip
 
 
-async def measure(client: Redis, deliveries: int, lookups: int) -> None:
+async def measure(client: Redis, deliveries: int, lookups: int, concurrent: int) -> None:
     started = time.perf_counter()
-    streams, written = await fill(client, deliveries)
+    streams, written = await fill(client, deliveries, concurrent)
     await shape(client, streams[0])
     lengths = [int(await client.xlen(stream)) for stream in streams]
     print(f"filled in {time.perf_counter() - started:.0f} s: {sum(lengths):,} entries in "
@@ -115,7 +119,7 @@ async def run(args: argparse.Namespace) -> None:
             cluster.wait_ok()
             client = cast(Redis, AsyncRedisCluster.from_url(cluster.url))
             print("Redis Cluster, 3 masters")
-            await measure(client, args.deliveries, args.lookups)
+            await measure(client, args.deliveries, args.lookups, CONCURRENT_ON_CLUSTER)
             await client.aclose()
         finally:
             cluster.close()
@@ -125,7 +129,7 @@ async def run(args: argparse.Namespace) -> None:
     try:
         client = Redis.from_url(server.url)
         print("one redis-server")
-        await measure(client, args.deliveries, args.lookups)
+        await measure(client, args.deliveries, args.lookups, CONCURRENT)
         await client.aclose()
     finally:
         server.close()

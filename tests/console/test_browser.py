@@ -8,8 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from tests.operator.conftest import TOKEN
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.signing import SECRET, event_body, sign
+from tests.support.waiting import wait_for_sync
 
 pytestmark = pytest.mark.process
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -29,18 +29,6 @@ STREAM = "anyformat:events"
 QUIET_STREAM = "anyformat:events:extraction.failed"  # no delivery here: a failed event
 HOSTILE_GROUP = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 DELIVERIES = 12
-
-
-def eventually(check: Callable[[], Any], *, within: float = 20.0, what: str = "") -> Any:
-    """Poll ``check`` until it is truthy; its value. Fails after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within}s: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +77,8 @@ def traffic(relay: RelayProcess, redis_server: RedisServer) -> Iterator[redis.Re
     )  # fmt: skip
     worker.start(wait_ready=False)
     try:
-        eventually(lambda: client.llen("handled") >= DELIVERIES, what="the worker's handling")
-        eventually(
+        wait_for_sync(lambda: client.llen("handled") >= DELIVERIES, what="the worker's handling")
+        wait_for_sync(
             lambda: all(
                 g["pending"] == 0 and g["lag"] == 0
                 for g in client.xinfo_groups(STREAM)
@@ -222,7 +210,7 @@ def test_the_overview_refreshes_itself(
 
     log_in(driver, relay)
     traffic.xreadgroup("audit", "gone-worker", {STREAM: ">"}, count=2)
-    eventually(
+    wait_for_sync(
         lambda: figures_shown(driver, "audit")["pending"] == "5",
         within=30,
         what="the overview's refresh showing the new pending count",
@@ -319,7 +307,7 @@ def test_a_post_from_another_site_is_refused(
 ) -> None:
     log_in(driver, relay)
     driver.get(attacker.replace("127.0.0.1", host))
-    eventually(lambda: "/console/logout" in driver.current_url, what="the attack's POST")
+    wait_for_sync(lambda: "/console/logout" in driver.current_url, what="the attack's POST")
     answer = json.loads(driver.find_element("tag name", "body").text)
     assert answer["error"] in ("cross_site_request", "unauthorized")
     if host == "127.0.0.1":  # same site: the cookie went along; Sec-Fetch-Site stopped it
@@ -336,10 +324,10 @@ def test_a_post_without_the_csrf_token_is_refused(
     log_in(driver, relay)
     driver.execute_script("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())")
     driver.find_element(By.CSS_SELECTOR, "form.inline button").click()
-    eventually(lambda: "/console/logout" in driver.current_url, what="the POST")
+    wait_for_sync(lambda: "/console/logout" in driver.current_url, what="the POST")
     answer = json.loads(driver.find_element(By.TAG_NAME, "body").text)
     assert answer == {"error": "csrf_token_missing_or_wrong"}
     driver.get(console(relay))
     assert not logged_out(driver)
     driver.find_element(By.CSS_SELECTOR, "form.inline button").click()  # with the token
-    eventually(lambda: logged_out(driver), what="the logout")
+    wait_for_sync(lambda: logged_out(driver), what="the logout")

@@ -3,8 +3,6 @@ admin port, over real sockets) and a real redis-server: each rule both ways."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +22,7 @@ from relay.worker.deadletter import dead_letter, dlq_stream
 from tests.conftest import StartRelay
 from tests.operator.conftest import TOKEN
 from tests.support.signing import event_body, sign
+from tests.support.waiting import wait_for
 
 STREAM = "anyformat:events"
 ENCODED = quote(STREAM, safe="")
@@ -82,14 +81,13 @@ async def dead_letters(redis_url: str, count: int) -> list[str]:
 
 
 async def finished(http: aiohttp.ClientSession, relay: RelayServer, job: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    async def ended() -> dict[str, Any] | None:
         status, document = await call(http, relay, "GET", f"/api/jobs/{job}")
         assert status == 200
-        if document["state"] != "running":
-            return dict(document)
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"job {job} still running")
+        return None if document["state"] == "running" else dict(document)
+
+    result: dict[str, Any] = await wait_for(ended, what=f"job {job} ended")
+    return result
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)

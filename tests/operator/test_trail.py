@@ -15,6 +15,7 @@ from relay.streams.marks import content_mark
 from relay.streams.writer import Entry, FanoutWriter
 from relay.worker.deadletter import dead_letter, dlq_stream, purge, replay
 from tests.support.backends import BACKENDS, backend_client
+from tests.support.waiting import wait_for
 
 STREAMS = ["anyformat:events", "anyformat:events:extraction.completed"]
 ALL = STREAMS
@@ -194,8 +195,6 @@ async def test_every_event_of_an_extraction_and_no_other(client: Redis) -> None:
 async def test_a_real_workers_dead_letter_and_its_replay_show_in_the_trail(client: Redis) -> None:
     """The worker runtime records what the trail reads: its dead letter, then the replay
     the operator ran, handled this time."""
-    import time
-
     from relay.operator.deadletters import Filter, Selection
     from relay.operator.jobs import submit
     from relay.worker import Event, RetryPolicy, Worker
@@ -218,13 +217,12 @@ async def test_a_real_workers_dead_letter_and_its_replay_show_in_the_trail(clien
         return groups(trail, STREAMS[0]).get("crm", {"state": "no group yet"})
 
     async def until(check: Any) -> dict[str, Any]:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        async def holds() -> dict[str, Any] | None:
             found = await state()
-            if check(found):
-                return found
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"trail state still {found}")
+            return found if check(found) else None
+
+        result: dict[str, Any] = await wait_for(holds, what="the group's state in the trail")
+        return result
 
     try:
         dead = await until(lambda s: s["state"] == "dead_lettered")

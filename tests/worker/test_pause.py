@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
@@ -34,7 +33,6 @@ async def lag(client: Redis) -> int:
 async def test_a_paused_group_finishes_what_it_holds_takes_nothing_and_resumes(
     backend_client: Redis, start_worker: StartWorker
 ) -> None:
-    client = backend_client
     gate, started = asyncio.Event(), asyncio.Event()
     handled: list[str] = []
 
@@ -44,52 +42,49 @@ async def test_a_paused_group_finishes_what_it_holds_takes_nothing_and_resumes(
             await gate.wait()  # held across the pause
         handled.append(event.id)
 
-    await publish(client, 1)
+    await publish(backend_client, 1)
     running = await start_worker(handler, claim_idle=1.0)
     await asyncio.wait_for(started.wait(), 10)
 
-    assert await set_paused(client, STREAM, GROUP, True)
-    assert not await set_paused(client, STREAM, GROUP, True)  # already paused
-    await eventually(lambda: asyncio.sleep(0, parked(running)))
+    assert await set_paused(backend_client, STREAM, GROUP, True)
+    assert not await set_paused(backend_client, STREAM, GROUP, True)  # already paused
+    await wait_for(lambda: parked(running), what="both intake loops parked")
     assert operator_gauge(running) == 1
     assert running.worker.metrics.paused.labels(STREAM, GROUP, "outage")._value.get() == 0
-    await publish(client, 3)
+    await publish(backend_client, 3)
     gate.set()  # the held entry finishes and is acknowledged while paused
-    await eventually(lambda: _pending_is(client, 0))
+    await wait_for(lambda: _pending_is(backend_client, 0), what="nothing pending")
     assert len(handled) == 1 and parked(running)
-    assert await lag(client) == 3  # the new entries were not taken
+    assert await lag(backend_client) == 3  # the new entries were not taken
 
-    assert await set_paused(client, STREAM, GROUP, False)
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 4))
+    assert await set_paused(backend_client, STREAM, GROUP, False)
+    await wait_for(lambda: len(handled) == 4, what="every entry handled")
     assert set(Counter(handled).values()) == {1}
-    await eventually(lambda: _pending_is(client, 0))
-    assert operator_gauge(running) == 0 and not await is_paused(client, STREAM, GROUP)
+    await wait_for(lambda: _pending_is(backend_client, 0), what="nothing pending")
+    assert operator_gauge(running) == 0 and not await is_paused(backend_client, STREAM, GROUP)
 
 
 async def test_every_worker_of_the_group_honours_it(
     backend_client: Redis, start_worker: StartWorker
 ) -> None:
-    client = backend_client
     handled: list[str] = []
 
     async def handler(event: Event) -> None:
         handled.append(event.id)
 
-    await set_paused(client, STREAM, GROUP, True)
+    await set_paused(backend_client, STREAM, GROUP, True)
     workers = [await start_worker(handler, consumer=f"c{n}", claim_idle=1.0) for n in range(2)]
-    await eventually(lambda: asyncio.sleep(0, all(parked(w) for w in workers)))
-    await publish(client, 20)
-    assert await lag(client) == 20 and handled == []  # a worker started paused takes nothing
-    await set_paused(client, STREAM, GROUP, False)
-    await eventually(lambda: asyncio.sleep(0, len(handled) == 20))
+    await wait_for(lambda: all(parked(w) for w in workers), what="every worker parked")
+    await publish(backend_client, 20)
+    assert (
+        await lag(backend_client) == 20 and handled == []
+    )  # a worker started paused takes nothing
+    await set_paused(backend_client, STREAM, GROUP, False)
+    await wait_for(lambda: len(handled) == 20, what="every entry handled")
     assert set(Counter(handled).values()) == {1}
     # Another group of the stream was never paused.
-    assert not await is_paused(client, STREAM, "audit")
+    assert not await is_paused(backend_client, STREAM, "audit")
 
 
 async def _pending_is(client: Redis, count: int) -> bool:
     return int((await client.xpending(STREAM, GROUP))["pending"]) == count
-
-
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    await wait_for(check, what="the paused or resumed state")

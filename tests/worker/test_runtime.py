@@ -394,7 +394,7 @@ async def test_every_log_line_about_an_entry_names_it_fully(
         running = await start_worker(
             handler, retry=RetryPolicy(max_attempts=2, backoff_base=0.01), outage_threshold=0
         )
-        await wait_for(lambda: _dlq_length_is(backend_client, 1), what="the dead letter")
+        await wait_for(lambda: _dlq_length_is(backend_client, 1), what="the entry dead-lettered")
         await running.stop()
     about = [line for line in logs if line.get("entry_id") == entry_id]
     assert {line["event"] for line in about} >= {"attempt", "retry_scheduled", "dead_lettered"}
