@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from relay import __version__
 from relay.redis.keys import dlq_stream, events_stream, unrouted_stream
 from relay.schemas import NAMES, load
 from relay.streams.routes import ANY_EVENT, Router, RoutesFile
+from relay.version import __version__
 
 ASYNCAPI_VERSION = "3.0.0"
 EXTENSION = "x-relay"

@@ -31,6 +31,7 @@ OTHER_DIRECTORIES = {
     "deploy": "the repository's deploy/ (manifests, images, probes, monitoring)",
     "docs": "the repository's docs/",
     "examples": "the repository's examples/",
+    "bench": "the repository's bench/ (the soak run and its report)",
 }
 
 # Root test modules that test no relay module.
