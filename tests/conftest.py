@@ -12,11 +12,25 @@ from redis.asyncio import RedisCluster as AsyncRedisCluster
 
 from relay.receiver.app import RelayServer
 from relay.settings import Settings
+from tests.support import entry_schemas
 from tests.support.fake_anyformat import FakeAnyFormat
 from tests.support.process import RelayProcess
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 from tests.support.signing import SECRET
+
+
+@pytest.fixture(autouse=True)
+def _entries_match_the_schemas(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, every entry on every Redis the suite runs validates against the
+    published schemas (tests/support/entry_schemas.py)."""
+    yield
+    problems = entry_schemas.check_all()
+    if problems:
+        entry_schemas.flush_all()
+    if problems and request.node.get_closest_marker("foreign_entries") is None:
+        shown = "\n".join(problems[:20])
+        pytest.fail(f"{len(problems)} entries do not match relay/schemas:\n{shown}")
 
 
 @pytest.fixture(scope="session")

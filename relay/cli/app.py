@@ -41,6 +41,8 @@ COMMANDS = {
     "worker": "workers",
     "dlq": "workers",
     "stats": "workers",
+    "schema": "interface",
+    "asyncapi": "interface",
     "events": "operator",
     "pause": "operator",
     "resume": "operator",

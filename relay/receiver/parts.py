@@ -18,6 +18,7 @@ from relay.ingest.secrets import SecretSource
 from relay.ingest.signatures import Verifier, verifier_for
 from relay.observability import IngestMetrics, TaskCollector
 from relay.redis.client import REDIS_DOWN, Redis, check_version, redis_from_settings
+from relay.redis.functions import load_library
 from relay.redis.replication import ReplicaAck
 from relay.registration.keeper import RegistrationStatus
 from relay.registration.record import SecretCodec
@@ -106,6 +107,7 @@ class Relay:
             await check_version(self.redis)
             self.version_checked = True
             await self.writer.load_script()
+            await load_library(self.redis)  # the FCALLs of workers in any language
         except REDIS_DOWN as exc:
             log.warning("redis_unavailable_at_start", error=type(exc).__name__)
         await self.secrets.refresh(strict=True)

@@ -19,7 +19,8 @@ from relay.memory import MiB
 from relay.receiver.parts import Relay
 from relay.reconcile.metrics import ReconcileMetrics
 from relay.reconcile.reconciler import Reconciler
-from relay.redis.client import wait_for_version
+from relay.redis.client import REDIS_DOWN, wait_for_version
+from relay.redis.functions import load_library
 from relay.registration.client import AnyFormatClient
 from relay.registration.keeper import RegistrationKeeper, RegistrationMetrics
 from relay.registration.registrar import Registrar
@@ -138,8 +139,13 @@ def services_for(
 
 
 async def check_version_later(relay: Relay) -> None:
-    """Redis did not answer at start-up: check its version once it does."""
+    """Redis did not answer at start-up: check its version once it does, and load the
+    Functions library workers call (they would load it themselves, but need not)."""
     await wait_for_version(relay.redis)
+    try:
+        await load_library(relay.redis)
+    except REDIS_DOWN as exc:  # gone again: the first FCALL loads it
+        log.warning("functions_not_loaded", error=type(exc).__name__)
 
 
 async def sample_in_flight(relay: Relay) -> None:

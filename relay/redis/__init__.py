@@ -7,6 +7,8 @@ format of the relay lives in this package and nowhere else.
 - ``keys``: the key layout, every key the relay reads or writes, spelled once;
 - ``scripts`` and ``lua/``: the one registry of Lua scripts, run one way (``EVALSHA``, the
   script loaded again on ``NOSCRIPT``);
+- ``functions`` and ``lua/relay_v1.lua``: the Redis Functions library of the calls any
+  language's worker makes (dead letter, replay), loaded on every master, called by ``FCALL``;
 - ``resp``, ``pipeline``, ``batch``: commands in one round trip: a pipeline, and the
   micro-batch of the ingest path on one pooled connection with hand-encoded RESP;
 - ``replication``: replica acknowledgement (the fence and ``WAIT``).

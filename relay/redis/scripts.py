@@ -6,6 +6,10 @@ when Redis has lost its script cache (restart, failover, ``SCRIPT FLUSH``) the r
 script here: each is a single atomic step that either ran or did not, and the ones whose
 repetition would matter (the appends) are idempotent by design.
 
+The steps workers in other languages make too (the dead-letter move, the replay) are not
+scripts but the Redis Functions library ``lua/relay_v1.lua``, registered and called in
+:mod:`relay.redis.functions` (``FCALL``, the library loaded again when a server lacks it).
+
 Single calls go through :func:`run`; pipelines and the ingest batch put :func:`command`
 (or :func:`encoded_head`) into their round trip and wrap it in :func:`reloading`.
 """
@@ -41,7 +45,6 @@ HEALTH = _load("health")  # one stream's health figures (streams.health)
 TRIM = _load("trim")  # consumer-aware trimming (streams.trim)
 KEEP_CLAIMED = _load("keep_claimed")  # heartbeat of held entries (worker.claims)
 RECLAIM = _load("reclaim")  # claim again for a retry (worker.claims)
-REPLAY_ONCE = _load("replay_once")  # dead letter back on its stream (worker.deadletter)
 LOCK_EXTEND = _load("lock_extend")  # compare-and-expire (registration.lock)
 LOCK_RELEASE = _load("lock_release")  # compare-and-delete (registration.lock)
 RECONCILE_BEAT = _load("reconcile_beat")  # heartbeat, gap detection (reconcile.state)
@@ -49,7 +52,7 @@ RECONCILE_FINISH = _load("reconcile_finish")  # a sweep done (reconcile.state)
 JOB_FINISH = _load("job_finish")  # an operator job ends unless cancelled (operator.jobs)
 
 SCRIPTS = (
-    APPEND_ONCE, HEALTH, TRIM, KEEP_CLAIMED, RECLAIM, REPLAY_ONCE,
+    APPEND_ONCE, HEALTH, TRIM, KEEP_CLAIMED, RECLAIM,
     LOCK_EXTEND, LOCK_RELEASE, RECONCILE_BEAT, RECONCILE_FINISH, JOB_FINISH,
 )  # fmt: skip
 

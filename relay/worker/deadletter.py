@@ -1,36 +1,39 @@
 """The dead-letter stream ``{stream}:dlq``: writing to it, inspecting it, replaying from it.
 
-Every move is an idempotent append followed by the removal of the source (``XACK`` or
-``XDEL``). A crash between the two leaves the source in place; doing the move again finds
+Every move is an idempotent append (a function of the ``relay_v1`` library, the same
+``FCALL`` workers in other languages make) followed by the removal of the source (``XACK``
+or ``XDEL``). A crash between the two leaves the source in place; doing the move again finds
 the append already made (its dedupe mark) and only finishes the removal. Nothing is lost
 and nothing doubles, and the two keys may live on different Redis Cluster shards.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from relay.redis.client import Redis
-from relay.redis.keys import dlq_stream, replay_marks_key, replays_key
-from relay.redis.scripts import REPLAY_ONCE, run
-from relay.streams.append import append_once
+from relay.redis.cluster import is_cluster, key_slot
+from relay.redis.functions import DEAD_LETTER, REPLAY, fcall
+from relay.redis.keys import (
+    dedupe_key,
+    dlq_stream,
+    replay_marks_key,
+    replays_key,
+    trail_records_key,
+)
 from relay.tracing import Sends, own_fields, tracer
 from relay.tracing.base import NO_SENDS
 
 DLQ_FIELDS = ("error", "attempts", "group", "original_id", "failed_at")
-MAX_ERROR_CHARS = 4000
-# Dedupe marks of dead-letter moves and replays outlive any crash-and-retry by far, and
-# do not depend on RELAY_DEDUPE_TTL.
-MOVE_WINDOW_MS = 30 * 86_400 * 1000
-DLQ_MAXLEN = 1_000_000
+REPLAYED_FROM = "replayed_from"  # on a replayed entry: the dead letter it came from
+DLQ_MAXLEN = 1_000_000  # relay_v1.lua's (approximate): the AsyncAPI document states it
 
 
 def dead_mark(group: str, entry_id: str) -> str:
-    """The mark of ``group``'s move of ``entry_id`` to the DLQ; the DLQ's trail record
-    under it holds the dead letter's entry id."""
+    """The mark of ``group``'s move of ``entry_id`` to the DLQ (relay_v1.lua spells it
+    too); the DLQ's trail record under it holds the dead letter's entry id."""
     return f"dead/{group}/{entry_id}"
 
 
@@ -49,34 +52,24 @@ async def dead_letter(
     attempts: int,
     send: Sends = NO_SENDS,
 ) -> str | None:
-    """Move one pending entry to the DLQ, with the contract's extra fields, then ack it;
-    the dead letter's id (``None``: an earlier try of this move had written it).
+    """Move one pending entry to the DLQ, with the contract's extra fields, then ack it:
+    ``relay_dead_letter_v1``, acknowledging in the same call where the stream shares the
+    DLQ's slot (always on a single Redis), else by an ``XACK`` after it. The dead letter's
+    id (``None``: an earlier try of this move had written it).
 
     ``send``: the move's span; the dead letter carries its context instead of the entry's
     (same trace: the move's span is a child of the attempt's)."""
-    fields = {**fields, **own_fields(send)}
-    extra: dict[str, str] = {
-        "error": error[:MAX_ERROR_CHARS],
-        "attempts": str(attempts),
-        "group": group,
-        "original_id": entry_id,
-        "failed_at": str(time.time_ns() // 1_000_000),
-    }
-    flat: list[str | bytes] = []
-    for name, value in fields.items():
+    dlq = dlq_stream(stream)
+    together = not is_cluster(redis) or key_slot(stream) == key_slot(dlq)
+    keys = [dlq, dedupe_key(dlq), trail_records_key(dlq), *([stream] if together else [])]
+    flat: list[str | bytes | int] = [group, entry_id, error, attempts]
+    for name, value in {**fields, **own_fields(send)}.items():
         flat += [name, value]
-    for name, text in extra.items():
-        flat += [name, text]
-    dlq_id = await append_once(
-        redis,
-        dlq_stream(stream),
-        [dead_mark(group, entry_id)],
-        flat,
-        window_ms=MOVE_WINDOW_MS,
-        maxlen=DLQ_MAXLEN,
-    )
+    written, _ = await fcall(redis, DEAD_LETTER, keys, flat)
+    dlq_id = _text(written) or None
     send.written([dlq_id])
-    await redis.xack(stream, group, entry_id)
+    if not together:
+        await redis.xack(stream, group, entry_id)
     return dlq_id
 
 
@@ -138,15 +131,14 @@ async def replay(redis: Redis, stream: str, dlq_id: str) -> ReplayOutcome:
         return "absent"
     original = letter.original_fields
     with tracer().replay(stream, original) as send:  # a new trace, linked to the letter's
-        flat: list[str | bytes] = []
-        for name, value in {**original, **own_fields(send)}.items():
+        flat: list[str | bytes] = [dlq_id]
+        for name, value in {**letter.fields, **own_fields(send)}.items():
             flat += [name, value]
         keys = [stream, replay_marks_key(stream), replays_key(stream)]
-        arguments = [MOVE_WINDOW_MS, replay_mark(dlq_id), *flat]
-        new_id = await run(redis, REPLAY_ONCE, keys, arguments)
-        send.written([new_id.decode() if isinstance(new_id, bytes) else new_id or None])
+        new_id = _text(await fcall(redis, REPLAY, keys, flat))
+        send.written([new_id or None])
     await redis.xdel(dlq_stream(stream), dlq_id)
-    return "replayed" if new_id else "finished"
+    return "replayed" if new_id else "finished"  # "": replayed before, only the XDEL left
 
 
 async def purge(redis: Redis, stream: str, before_ms: int | None) -> int:
@@ -156,3 +148,8 @@ async def purge(redis: Redis, stream: str, before_ms: int | None) -> int:
         await redis.delete(dlq_stream(stream))
         return length
     return int(await redis.xtrim(dlq_stream(stream), minid=str(before_ms), approximate=False))
+
+
+def _text(reply: bytes | str | None) -> str:
+    """A function's reply id as text ("" when nothing was written)."""
+    return reply.decode() if isinstance(reply, bytes) else reply or ""

@@ -31,6 +31,7 @@ import structlog
 from relay.options import WorkerOptions
 from relay.redis.client import Redis
 from relay.redis.errors import ResponseError
+from relay.redis.functions import load_library
 from relay.tracing import EntryTrace, Tracing, tracer
 from relay.worker.acks import AckBatcher
 from relay.worker.breaker import Breaker, Verdict
@@ -186,6 +187,7 @@ class Worker:
             try:
                 # Redis unreachable at start is waited for (readiness: "starting").
                 await self.or_stop(self._redis_call(self._ensure_group, self.start_id))
+                await self.or_stop(self._redis_call(load_library, self.redis))
             except Stopping:
                 pass  # stopped before Redis ever answered
             else:

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from relay.cli import main
 from relay.streams.marks import content_mark
 from relay.streams.writer import Entry, FanoutWriter
+from tests.support.entry_schemas import delivery_body
 
 STREAMS = ["anyformat:events", "anyformat:events:extraction.completed"]
 
@@ -27,7 +28,13 @@ def write(redis_url: str, message_id: str, extraction_id: str) -> None:
         client = Redis.from_url(redis_url)
         mark = content_mark("extraction.completed", extraction_id, "processed")
         entry = Entry(
-            message_id, "extraction.completed", b"{}", 1_711_281_750_000, extraction_id, "", mark
+            message_id,
+            "extraction.completed",
+            delivery_body(extraction_id=extraction_id),
+            1_711_281_750_000,
+            extraction_id,
+            "",
+            mark,
         )
         await FanoutWriter(client, dedupe_ttl=60).write(entry, STREAMS)
         await client.aclose()

@@ -19,6 +19,7 @@ from relay.registration.record import load_record
 from relay.registration.registrar import Registrar
 from tests.chaos.sender import send_all
 from tests.conftest import StartRelay
+from tests.support.entry_schemas import dead_letter_fields, relay_fields
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.http import concurrent_copies
 from tests.support.redis_cluster import RedisCluster
@@ -109,12 +110,9 @@ async def test_registration_lock_record_and_secret_reload_on_a_cluster(
 
 def test_cli_stats_and_dlq_on_a_cluster(cluster: RedisCluster) -> None:
     client = cluster.client()
-    client.xadd("anyformat:events", {"id": "m1", "event": "e", "payload": "{}"})
+    client.xadd("anyformat:events", relay_fields(1))
     client.xgroup_create("anyformat:events", "billing", id="0")
-    dead = client.xadd("anyformat:events:dlq", {"id": "m0", "event": "e", "payload": "{}",
-                                                 "error": "boom", "attempts": "5",
-                                                 "group": "billing", "original_id": "1-0",
-                                                 "failed_at": "0"}).decode()  # fmt: skip
+    dead = client.xadd("anyformat:events:dlq", dead_letter_fields(0, error="boom")).decode()
     cli = CliRunner(env={"RELAY_REDIS_URL": cluster.url, "RELAY_REDIS_CLUSTER": "true"})
     stats = json.loads(cli.invoke(main, ["stats", "--json"]).output)
     assert [(s["stream"], s["length"], s["dlq_length"]) for s in stats] == [

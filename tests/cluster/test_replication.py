@@ -17,6 +17,7 @@ from relay.streams.errors import ReplicationTimeout
 from relay.streams.writer import Entry, FanoutWriter
 from tests.chaos.sender import send_all
 from tests.conftest import StartRelay
+from tests.support.entry_schemas import relay_entry
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_sentinel import SETTLING
 from tests.support.redis_server import RedisServer
@@ -26,7 +27,7 @@ STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
 
 
 def entry(message_id: str) -> Entry:
-    return Entry(message_id, "extraction.completed", b"{}", 1, "", "", None)
+    return relay_entry(message_id)
 
 
 async def test_each_node_confirms_its_own_streams(

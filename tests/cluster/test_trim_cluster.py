@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 
 from relay.streams.health import sample
 from relay.streams.trim import Retention, Trimmer
+from tests.support.entry_schemas import relay_fields
 from tests.support.redis_cluster import RedisCluster
 
 STREAMS = ("anyformat:events", "anyformat:events:extraction.completed")
@@ -19,7 +20,7 @@ async def test_each_shard_is_trimmed_below_its_own_floor(
     assert len({sync.get_node_from_key(stream).port for stream in STREAMS}) == 2
     lagging, idle = STREAMS
     await cluster_text_client.xgroup_create(lagging, "billing", id="0", mkstream=True)
-    written = {stream: [await cluster_text_client.xadd(stream, {"n": str(n)}) for n in range(300)]
+    written = {stream: [await cluster_text_client.xadd(stream, relay_fields(n)) for n in range(300)]
                for stream in STREAMS}  # fmt: skip
     trimmer = Trimmer(cluster_text_client, Retention(maxlen=50), lambda: STREAMS, budget=40)
 

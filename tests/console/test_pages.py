@@ -16,6 +16,7 @@ from relay.operator.security import SESSION_COOKIE
 from relay.receiver.app import RelayServer
 from tests.conftest import StartRelay
 from tests.operator.conftest import TOKEN
+from tests.support.entry_schemas import relay_fields
 
 STREAM = "anyformat:events"
 DASH = "\u2013"
@@ -89,7 +90,7 @@ async def test_the_overview_shows_the_figures_redis_holds(
     relay: RelayServer, browser: aiohttp.ClientSession, redis_sync: redis.Redis
 ) -> None:
     for n in range(1234):
-        redis_sync.xadd(STREAM, {"n": str(n)})
+        redis_sync.xadd(STREAM, relay_fields(n))
     redis_sync.xgroup_create(STREAM, "billing", id="0")
     redis_sync.xreadgroup("billing", "worker-a", {STREAM: ">"}, count=34)
     page = await logged_in(browser, relay)
@@ -104,7 +105,7 @@ async def test_the_overview_shows_the_figures_redis_holds(
 async def test_names_from_redis_are_text_on_the_page(
     relay: RelayServer, browser: aiohttp.ClientSession, redis_sync: redis.Redis
 ) -> None:
-    redis_sync.xadd(STREAM, {"n": "1"})
+    redis_sync.xadd(STREAM, relay_fields(1))
     redis_sync.xgroup_create(STREAM, "<img src=x onerror=alert(1)>", id="0")
     page = await logged_in(browser, relay)
     assert "<img src=x" not in page

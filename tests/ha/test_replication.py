@@ -16,6 +16,7 @@ from relay.redis.replication import ReplicaAck
 from relay.streams.errors import ReplicationTimeout
 from relay.streams.writer import Entry, FanoutWriter
 from tests.conftest import StartRelay
+from tests.support.entry_schemas import relay_entry
 from tests.support.redis_sentinel import SETTLING
 from tests.support.redis_server import RedisServer
 from tests.support.signing import event_body, sign
@@ -139,14 +140,14 @@ async def test_a_resend_through_another_relay_is_answered_once_the_replica_confi
 
 
 def entry(message_id: str) -> Entry:
-    return Entry(message_id, "extraction.completed", b"{}", 1, "", "", None)
+    return relay_entry(message_id)
 
 
 async def test_one_wait_per_micro_batch_and_every_delivery_of_it_answered(
     own_client: Redis, own_redis: RedisServer
 ) -> None:
     writer = FanoutWriter(own_client, dedupe_ttl=60, ack=ReplicaAck(1, 100))
-    entries = [Entry(f"m{n}", "e", b"{}", 1, "", "", None) for n in range(40)]
+    entries = [relay_entry(f"m{n}") for n in range(40)]
     results = await asyncio.gather(
         *(writer.write(entry, ["s:a", "s:b"]) for entry in entries), return_exceptions=True
     )

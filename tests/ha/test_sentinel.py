@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from relay.cli import main
 from tests.conftest import StartRelay
 from tests.ha.conftest import SENTINEL_PASSWORD
+from tests.support.entry_schemas import relay_fields
 from tests.support.process import RelayProcess
 from tests.support.redis_sentinel import SETTLING, RedisSentinelSet
 from tests.support.redis_server import RedisServer
@@ -52,7 +53,7 @@ async def test_the_relay_reaches_the_master_through_the_sentinels(
 def test_the_cli_reaches_the_master_and_masks_the_sentinel_password(
     sentinels: RedisSentinelSet,
 ) -> None:
-    sentinels.master.client().xadd(STREAM, {"id": "msg_c1", "event": "e", "payload": "{}"})
+    sentinels.master.client().xadd(STREAM, relay_fields("c1"))
     cli = CliRunner(env={k: str(v) for k, v in sentinel_env(sentinels).items()})
     stats = cli.invoke(main, ["stats", STREAM, "--json"])
     assert stats.exit_code == 0, stats.output
@@ -133,7 +134,7 @@ def test_workers_keep_consuming_across_a_master_killed(
     def add(master: RedisServer, names: range) -> None:
         client = master.client()
         for n in names:
-            client.xadd(STREAM, {"id": f"msg_{n}", "event": "e", "payload": "{}"})
+            client.xadd(STREAM, relay_fields(n))
         assert client.execute_command("WAIT", 1, 5000) >= 1 or master is sentinels.replica
 
     add(sentinels.master, range(100))

@@ -16,6 +16,7 @@ from relay.operator.deadletters import (
     list_dead_letters,
 )
 from relay.worker.deadletter import dlq_stream
+from tests.support.entry_schemas import delivery_body
 
 STREAM = "anyformat:events"
 
@@ -25,7 +26,8 @@ async def add_dead(
     error: str = "RuntimeError: boom",
 ) -> str:  # fmt: skip
     fields = {
-        "id": f"msg_{n}", "event": event, "payload": "{}", "received_at": str(ms),
+        "id": f"msg_{n}", "event": event, "payload": delivery_body(event, f"ex-{n}").decode(),
+        "received_at": str(ms),
         "extraction_id": f"ex-{n}", "workflow_id": "", "error": error, "attempts": "5",
         "group": group, "original_id": f"{n}-0", "failed_at": str(ms),
     }  # fmt: skip

@@ -16,6 +16,7 @@ from relay.operator.deadletters import Filter, Selection
 from relay.operator.jobs import JobRunning, cancel, job_status, submit
 from relay.redis.keys import job_lock_key as lock_key
 from relay.worker.deadletter import dlq_stream, replay
+from tests.support.entry_schemas import dead_letter_fields
 
 STREAM = "anyformat:events"
 
@@ -23,9 +24,7 @@ STREAM = "anyformat:events"
 async def add_dead(either_client: Redis, count: int, group: str = "billing") -> list[str]:
     ids = []
     for n in range(count):
-        fields = {"id": f"msg_{group}_{n}", "event": "extraction.failed", "payload": "{}",
-                  "group": group, "error": "boom", "attempts": "5", "original_id": f"{n}-0",
-                  "failed_at": "1711281750000"}  # fmt: skip
+        fields = dead_letter_fields(n, id=f"msg_{group}_{n}", group=group, error="boom")
         ids.append((await either_client.xadd(dlq_stream(STREAM), fields)).decode())  # type: ignore[arg-type]
     return ids
 

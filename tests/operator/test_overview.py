@@ -15,6 +15,7 @@ from tests.conftest import StartRelay
 from tests.operator.conftest import TOKEN
 from tests.reconcile.conftest import Organisation, org  # noqa: F401 (fixtures)
 from tests.reconcile.relays import set_heartbeat
+from tests.support.entry_schemas import dead_letter_fields, relay_fields
 from tests.support.fake_anyformat import API_KEY, FakeAnyFormat
 from tests.support.registering import PUBLIC_URL, only_secret, registering
 from tests.support.signing import SECRET
@@ -37,14 +38,14 @@ async def get(
 def fill(client: redis.Redis) -> list[bytes]:
     """Five entries; group "billing": three delivered to two consumers, one acknowledged;
     group "audit": nothing read; two dead letters."""
-    ids = [client.xadd(STREAM, {"n": str(n)}) for n in range(5)]
+    ids = [client.xadd(STREAM, relay_fields(n)) for n in range(5)]
     client.xgroup_create(STREAM, "billing", id="0")
     client.xgroup_create(STREAM, "audit", id="0")
     client.xreadgroup("billing", "worker-a", {STREAM: ">"}, count=2)
     client.xreadgroup("billing", "worker-b", {STREAM: ">"}, count=1)
     client.xack(STREAM, "billing", ids[0])
-    client.xadd(f"{STREAM}:dlq", {"original_id": ids[1]})
-    client.xadd(f"{STREAM}:dlq", {"original_id": ids[2]})
+    client.xadd(f"{STREAM}:dlq", dead_letter_fields(1, original_id=ids[1].decode()))
+    client.xadd(f"{STREAM}:dlq", dead_letter_fields(2, original_id=ids[2].decode()))
     return ids
 
 

@@ -9,15 +9,14 @@ from redis.asyncio import Redis
 from relay.streams.errors import StreamsUnavailable
 from relay.streams.marks import content_mark
 from relay.streams.writer import Entry, FanoutWriter
+from tests.support.entry_schemas import relay_entry
 from tests.support.redis_server import RedisServer
 
 
 def entry(message_id: str) -> Entry:
     """A distinct event per id: its own extraction, so its own content mark."""
     mark = content_mark("extraction.completed", f"ex-{message_id}", "processed")
-    return Entry(
-        message_id, "extraction.completed", b'{"event":"x"}', 1, f"ex-{message_id}", "", mark
-    )
+    return relay_entry(message_id, extraction_id=f"ex-{message_id}", content_mark=mark)
 
 
 async def test_concurrent_deliveries_share_round_trips_and_keep_their_outcomes(

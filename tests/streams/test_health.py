@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 from relay import __version__
 from relay.redis.keys import dedupe_key
 from relay.streams.health import StreamHealthCollector, StreamHealthMonitor
-from relay.streams.writer import Entry, FanoutWriter
+from relay.streams.writer import FanoutWriter
 from tests.conftest import StartRelay
+from tests.support.entry_schemas import dead_letter_fields, relay_entry, relay_fields
 from tests.support.http import relay_metrics
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for
@@ -35,18 +36,18 @@ async def test_the_figures_agree_with_xinfo_groups_and_xpending(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
     an_hour_ago = int(time.time() * 1000) - 3_600_000
-    redis_sync.xadd(STREAM, {"id": "old"}, id=f"{an_hour_ago}-0")
+    redis_sync.xadd(STREAM, relay_fields("old"), id=f"{an_hour_ago}-0")
     writer = FanoutWriter(client, dedupe_ttl=60)
     for n in range(30):
-        await writer.write(Entry(f"m{n}", "e", b"{}", 0, "", "", None), [STREAM])
+        await writer.write(relay_entry(f"m{n}"), [STREAM])
     redis_sync.xgroup_create(STREAM, "slow", id="0")
     redis_sync.xgroup_create(STREAM, "done", id="0")
-    redis_sync.xadd(STREAM, {"id": "late"})  # unread by both groups
+    redis_sync.xadd(STREAM, relay_fields("late"))  # unread by both groups
     redis_sync.xreadgroup("slow", "c1", {STREAM: ">"}, count=12)
     redis_sync.xack(STREAM, "slow", *[i for i, _ in redis_sync.xrange(STREAM, count=12)][2:])
     redis_sync.xreadgroup("done", "c1", {STREAM: ">"})
     redis_sync.xack(STREAM, "done", *[i for i, _ in redis_sync.xrange(STREAM)])
-    redis_sync.xadd(f"{STREAM}:dlq", {"error": "boom"})
+    redis_sync.xadd(f"{STREAM}:dlq", dead_letter_fields(0, error="boom"))
 
     registry = await collected(client, [STREAM, NEVER_WRITTEN])
 
@@ -76,7 +77,7 @@ async def test_the_figures_agree_with_xinfo_groups_and_xpending(
 async def test_a_lag_redis_cannot_tell_is_left_out_rather_than_guessed(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    ids = [redis_sync.xadd(STREAM, {"n": str(n)}) for n in range(10)]
+    ids = [redis_sync.xadd(STREAM, relay_fields(n)) for n in range(10)]
     redis_sync.xgroup_create(STREAM, "g", id="0")
     redis_sync.xdel(STREAM, ids[5])  # a tombstone ahead of the group: XINFO lag is nil
     assert redis_sync.xinfo_groups(STREAM)[0]["lag"] is None
@@ -89,7 +90,7 @@ async def test_a_lag_redis_cannot_tell_is_left_out_rather_than_guessed(
 async def test_a_failed_sample_clears_the_figures_instead_of_serving_stale_ones(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    redis_sync.xadd(STREAM, {"n": "1"})
+    redis_sync.xadd(STREAM, relay_fields(1))
     collector = StreamHealthCollector()
     await StreamHealthMonitor(client, lambda: [STREAM], collector).refresh()
     assert collector.streams
@@ -125,7 +126,7 @@ async def test_a_group_given_the_newest_entry_has_no_lag_whatever_the_counter_sa
     # After an AOF reload or a failover Redis' entries-read counter can stay behind for
     # good (seen by bench/soak.py): XINFO then reports a caught-up group as lagging.
     for n in range(10):
-        redis_sync.xadd(STREAM, {"n": str(n)})
+        redis_sync.xadd(STREAM, relay_fields(n))
     redis_sync.xgroup_create(STREAM, "g", id="0")
     redis_sync.xreadgroup("g", "c1", {STREAM: ">"})
     redis_sync.execute_command("XGROUP", "SETID", STREAM, "g", "$", "ENTRIESREAD", "3")
@@ -134,7 +135,7 @@ async def test_a_group_given_the_newest_entry_has_no_lag_whatever_the_counter_sa
     registry = await collected(client, [STREAM])
     assert registry.get_sample_value("relay_stream_group_lag", labels) == 0
 
-    redis_sync.xadd(STREAM, {"n": "late"})  # now really behind: Redis' figure is reported
+    redis_sync.xadd(STREAM, relay_fields("late"))  # now really behind: Redis' figure is reported
     registry = await collected(client, [STREAM])
     reported = registry.get_sample_value("relay_stream_group_lag", labels)
     assert reported == redis_sync.xinfo_groups(STREAM)[0]["lag"] > 0

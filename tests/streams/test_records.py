@@ -12,6 +12,7 @@ from relay.streams.append import Conflict
 from relay.streams.marks import content_mark
 from relay.streams.records import parse_record
 from relay.streams.writer import Entry, FanoutWriter
+from tests.support.entry_schemas import delivery_body
 
 BODY = b'{"event": "extraction.completed", "data": {"extraction_id": "ex 1"}}'
 
@@ -59,7 +60,8 @@ async def test_the_index_lists_every_event_of_an_extraction_once(
     await writer.write(entry("msg_1"), ["s:a"])  # a duplicate is not listed again
     await writer.write(entry("msg_2", extraction_id="ex 1"), ["s:a"])
     assert redis_sync.hget(extraction_index_key("s:a"), "ex 1") == b"msg_1"  # content mark
-    failed = Entry("msg_3", "extraction.failed", b"{}", 1, "ex 1", "",
+    body = delivery_body("extraction.failed", "ex 1")
+    failed = Entry("msg_3", "extraction.failed", body, 1, "ex 1", "",
                    content_mark("extraction.failed", "ex 1", "error"))  # fmt: skip
     await writer.write(failed, ["s:a"])
     assert redis_sync.hget(extraction_index_key("s:a"), "ex 1") == b"msg_1\nmsg_3"
@@ -68,7 +70,7 @@ async def test_the_index_lists_every_event_of_an_extraction_once(
 async def test_a_sender_controlled_event_and_extraction_id_are_recovered_whole(
     client: Redis, redis_sync: redis.Redis
 ) -> None:
-    odd = Entry("msg_odd", "é 1 2", b"{}", 5, "ex é 7 ", "", None)
+    odd = Entry("msg_odd", "é 1 2", delivery_body("é 1 2", "ex é 7 "), 5, "ex é 7 ", "", None)
     await FanoutWriter(client, dedupe_ttl=60).write(odd, ["s:a"])
     found = parse_record(redis_sync.hget(trail_records_key("s:a"), "msg_odd"))
     assert (found.event, found.extraction_id, found.received_at) == ("é 1 2", "ex é 7 ", 5)

@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
 from relay.streams.trim import Retention, Trimmer
-from relay.streams.writer import Entry, FanoutWriter
+from relay.streams.writer import FanoutWriter
+from tests.support.entry_schemas import relay_entry, relay_fields
 
 STREAM = "anyformat:events"
 GROUP = "billing"
@@ -20,7 +21,7 @@ GROUP = "billing"
 async def fill(text_client: Redis, count: int, stream: str = STREAM) -> list[str]:
     async with text_client.pipeline(transaction=False) as pipe:
         for n in range(count):
-            pipe.xadd(stream, {"n": str(n)})
+            pipe.xadd(stream, relay_fields(n))
         return [str(entry_id) for entry_id in await pipe.execute()]
 
 
@@ -76,7 +77,7 @@ async def test_an_old_pending_entry_holds_the_floor_and_stays_readable(text_clie
     assert result.floor == stuck
     assert await ids(text_client) == written[50:]
     [(claimed_id, fields)] = await text_client.xclaim(STREAM, GROUP, "c2", 0, [stuck])
-    assert (claimed_id, fields) == (stuck, {"n": "50"})
+    assert (claimed_id, fields["id"]) == (stuck, "msg_50")
     await text_client.xack(STREAM, GROUP, stuck)
     await trim.trim(STREAM)
     assert await ids(text_client) == written[400:]
@@ -158,10 +159,10 @@ async def test_max_age_trims_old_entries_with_the_same_protection(text_client: R
     await text_client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     now_ms = int(time.time() * 1000)
     # 60 s old at most is kept: one entry just past the edge, one just inside it.
-    old = [await text_client.xadd(STREAM, {"n": "old"}, id=f"{now_ms - 3_600_000 + n}-1")
+    old = [await text_client.xadd(STREAM, relay_fields("old"), id=f"{now_ms - 3_600_000 + n}-1")
            for n in range(20)]  # fmt: skip
-    edge_out = await text_client.xadd(STREAM, {"n": "61s"}, id=f"{now_ms - 61_000}-1")
-    edge_in = await text_client.xadd(STREAM, {"n": "58s"}, id=f"{now_ms - 58_000}-1")
+    edge_out = await text_client.xadd(STREAM, relay_fields("61s"), id=f"{now_ms - 61_000}-1")
+    edge_in = await text_client.xadd(STREAM, relay_fields("58s"), id=f"{now_ms - 58_000}-1")
     fresh = await fill(text_client, 20)
     trim = trimmer(text_client, 1000, max_age_seconds=60)
     await text_client.xack(STREAM, GROUP, *await read(text_client, 10))  # the group needs old[10:]
@@ -215,7 +216,7 @@ async def test_nothing_is_lost_or_doubled_while_appends_reads_and_trims_interlea
     async def produce() -> None:
         # Bursts of 100 concurrent deliveries: the backlog runs far past the target.
         for start in range(0, total, 100):
-            entries = [Entry(f"m{n}", "extraction.completed", b"{}", 0, "", "", None)
+            entries = [relay_entry(f"m{n}")
                        for n in range(start, start + 100)]  # fmt: skip
             await asyncio.gather(*(writer.write(entry, [STREAM]) for entry in entries))
         appended.set()

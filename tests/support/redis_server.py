@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis
 
+from tests.support import entry_schemas
 from tests.support.waiting import wait_for_sync
 
 
@@ -68,6 +69,7 @@ class RedisServer:
         wait_for_sync(
             self._answering, what=f"redis-server on {self.port}", ignoring=(redis.ConnectionError,)
         )
+        entry_schemas.watch(self.url)
 
     def _answering(self) -> bool:
         assert self.process is not None
@@ -77,6 +79,7 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL: no shutdown save, no final fsync."""
+        entry_schemas.unwatch(self.url, check=False)  # a crash: what it held may be lost
         if self.process is not None:
             self.process.kill()
             self.process.wait()
@@ -85,6 +88,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is None:
             return
+        entry_schemas.unwatch(self.url)
         self.process.terminate()
         try:
             self.process.wait(timeout=10)

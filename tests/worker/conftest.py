@@ -12,6 +12,7 @@ from redis.asyncio import Redis, RedisCluster
 from relay.dev.embedded import EmbeddedRedis, start_embedded_redis
 from relay.streams.writer import Entry, FanoutWriter
 from relay.worker import Event, RetryPolicy, Worker
+from tests.support import entry_schemas
 from tests.support.waiting import wait_for
 
 STREAM = "anyformat:events"
@@ -21,7 +22,9 @@ GROUP = "billing"
 @pytest.fixture(scope="session")
 def embedded_redis() -> Iterator[EmbeddedRedis]:
     server = start_embedded_redis()
+    entry_schemas.watch(server.url)
     yield server
+    entry_schemas.unwatch(server.url)
     server.stop()
 
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from relay.cli import main
 from relay.cli.workers import parse_before
+from tests.support.entry_schemas import dead_letter_fields, delivery_body, relay_fields
 
 STREAM = "anyformat:events"
 DLQ = f"{STREAM}:dlq"
@@ -21,14 +22,7 @@ def cli(redis_url: str) -> CliRunner:
 
 
 def dead(client: redis.Redis, n: int) -> str:
-    payload = json.dumps({"event": "extraction.failed", "data": {"extraction_id": f"ex-{n}"}})
-    fields = {
-        "id": f"msg_{n}", "event": "extraction.failed", "payload": payload,
-        "received_at": "1711281750000", "extraction_id": f"ex-{n}", "workflow_id": "",
-        "error": f"RuntimeError: failure number {n}", "attempts": "5", "group": "billing",
-        "original_id": f"{n}-0", "failed_at": "1711281760000",
-    }  # fmt: skip
-    return client.xadd(DLQ, fields).decode()
+    return client.xadd(DLQ, dead_letter_fields(n)).decode()
 
 
 def test_dlq_list_shows_a_table_and_json(cli: CliRunner, redis_sync: redis.Redis) -> None:
@@ -54,7 +48,7 @@ def test_dlq_list_pages_through_a_large_dlq_and_replay_all_takes_every_page(
 ) -> None:
     with redis_sync.pipeline(transaction=False) as pipe:
         for n in range(2500):
-            pipe.xadd(DLQ, {"id": f"msg_{n}", "event": "e", "payload": "{}", "error": "x"})
+            pipe.xadd(DLQ, dead_letter_fields(n))
         ids = [entry_id.decode() for entry_id in pipe.execute()]
     seen: list[str] = []
     after: list[str] = []
@@ -111,7 +105,7 @@ def test_dlq_replay_needs_ids_or_all(cli: CliRunner) -> None:
 
 
 def test_dlq_purge(cli: CliRunner, redis_sync: redis.Redis) -> None:
-    redis_sync.xadd(DLQ, {"n": 1}, id="1000-0")
+    redis_sync.xadd(DLQ, dead_letter_fields(0), id="1000-0")
     dead(redis_sync, 1)
     before = cli.invoke(main, ["dlq", "purge", STREAM, "--before", "1h", "--yes"])
     assert before.output.strip() == f"purged 1 dead letter(s) from {DLQ}"
@@ -135,8 +129,8 @@ def test_dlq_purge_says_how_many_and_asks_first(cli: CliRunner, redis_sync: redi
 
 
 def dead_in(client: redis.Redis, n: int, group: str, event: str, error: str, ms: int) -> str:
-    fields = {"id": f"msg_{n}", "event": event, "payload": "{}", "error": error, "attempts": "5",
-              "group": group, "original_id": f"{n}-0", "failed_at": str(ms)}  # fmt: skip
+    fields = dead_letter_fields(n, event=event, payload=delivery_body(event, f"ex-{n}").decode(),
+                                error=error, group=group, failed_at=str(ms))  # fmt: skip
     return client.xadd(DLQ, fields, id=f"{ms}-0").decode()  # type: ignore[union-attr]
 
 
@@ -190,11 +184,11 @@ def test_parse_before() -> None:
 
 def test_stats_table_and_json(cli: CliRunner, redis_sync: redis.Redis) -> None:
     for n in range(5):
-        redis_sync.xadd(STREAM, {"n": n})
+        redis_sync.xadd(STREAM, relay_fields(n))
     redis_sync.xgroup_create(STREAM, "billing", id="0")
     redis_sync.xreadgroup("billing", "c1", {STREAM: ">"}, count=2)
     dead(redis_sync, 1)
-    redis_sync.xadd("other:stream", {"n": 1})
+    redis_sync.xadd("other:stream", relay_fields(1))
 
     document = json.loads(cli.invoke(main, ["stats", "--json"]).output)
     assert [item["stream"] for item in document] == [STREAM, "other:stream"]

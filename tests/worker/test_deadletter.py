@@ -15,6 +15,7 @@ from relay.worker.deadletter import (
     replay,
     replay_marks_key,
 )
+from tests.support.entry_schemas import dead_letter_fields
 from tests.support.waiting import wait_for
 from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
@@ -91,6 +92,9 @@ async def test_replay_puts_the_entry_back_once_and_empties_the_dlq(
     assert handled[0].attempt == 1
     replayed = (await backend_client.xrange(STREAM))[-1][1]
     assert b"error" not in replayed and b"original_id" not in replayed
+    assert replayed[b"replayed_from"] == letter.dlq_id.encode()
+    original = (await backend_client.xrange(STREAM))[0][1]
+    assert {k: v for k, v in replayed.items() if k != b"replayed_from"} == original
 
 
 async def test_a_replay_interrupted_before_the_removal_is_finished_not_doubled(
@@ -105,8 +109,8 @@ async def test_a_replay_interrupted_before_the_removal_is_finished_not_doubled(
 
 async def test_purge_all_or_before_a_time(backend_client: Redis) -> None:
     for n in range(3):
-        await backend_client.xadd(DLQ, {"n": n}, id=f"{1000 + n}-0")
-    await backend_client.xadd(DLQ, {"n": 9}, id="5000-0")
+        await backend_client.xadd(DLQ, dead_letter_fields(n), id=f"{1000 + n}-0")
+    await backend_client.xadd(DLQ, dead_letter_fields(9), id="5000-0")
     assert await purge(backend_client, STREAM, before_ms=2000) == 3
     assert [e for e, _ in await backend_client.xrange(DLQ)] == [b"5000-0"]
     assert await purge(backend_client, STREAM, before_ms=None) == 1

@@ -7,6 +7,7 @@ from collections import Counter
 from redis.asyncio import Redis
 
 from relay.worker import Event, Worker
+from tests.support.entry_schemas import relay_fields
 from tests.support.waiting import wait_for
 from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
@@ -49,7 +50,7 @@ async def test_a_group_that_vanishes_before_anything_was_read_is_recreated_at_0(
     async with backend_client.pipeline(transaction=True) as tx:
         tx.xgroup_destroy(STREAM, GROUP)
         for n in range(3):
-            tx.xadd(STREAM, {"id": f"m{n}", "event": "e", "payload": "{}"})
+            tx.xadd(STREAM, relay_fields(n))
         _, *added = await tx.execute()
     ids = [entry_id.decode() for entry_id in added]
     await wait_for(

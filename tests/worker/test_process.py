@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.entry_schemas import relay_fields
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
 
@@ -36,8 +37,7 @@ def records(client: redis.Redis) -> list[dict[str, object]]:
 
 
 def publish(client: redis.Redis) -> bytes:
-    payload = json.dumps({"event": "extraction.completed", "data": {"extraction_id": "x"}})
-    return client.xadd(STREAM, {"id": "msg_1", "event": "extraction.completed", "payload": payload})
+    return client.xadd(STREAM, relay_fields(1, extraction_id="x"))
 
 
 def test_a_worker_killed_mid_handler_has_its_entry_finished_by_another(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ import pytest
 import redis
 from aiohttp import web
 
+from tests.support.entry_schemas import relay_fields
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for
@@ -41,10 +41,7 @@ def worker(server: RedisServer, handler: str, *extra: str, **env: str) -> RelayP
 def fill(client: redis.Redis, count: int, extraction: Callable[[int], str] = str) -> list[str]:
     with client.pipeline(transaction=False) as pipe:
         for n in range(count):
-            payload = json.dumps({"event": "extraction.completed",
-                                  "data": {"extraction_id": extraction(n)}})  # fmt: skip
-            pipe.xadd(STREAM, {"id": f"msg_{n}", "event": "extraction.completed",
-                               "payload": payload})  # fmt: skip
+            pipe.xadd(STREAM, relay_fields(n, extraction_id=extraction(n)))
         return [entry_id.decode() for entry_id in pipe.execute()]
 
 

@@ -111,6 +111,7 @@ async def _has(backend_client: Redis, stream: str, count: int = 1) -> bool:
     return int(await backend_client.xlen(stream)) >= count
 
 
+@pytest.mark.foreign_entries  # malformed on purpose
 @pytest.mark.parametrize(
     ("fields", "error"),
     [

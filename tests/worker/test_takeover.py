@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from relay.worker import Event
+from tests.support.entry_schemas import relay_fields
 from tests.support.waiting import wait_for
 from tests.worker.conftest import GROUP, STREAM, StartWorker, publish
 
@@ -84,8 +85,7 @@ async def test_the_hold_is_capped_and_the_read_loop_waits_at_the_cap(
 async def publish_many(backend_client: Redis, count: int) -> list[str]:
     async with backend_client.pipeline(transaction=False) as pipe:
         for n in range(count):
-            pipe.xadd(STREAM, {"id": f"msg_{n}", "event": "extraction.completed",
-                               "payload": '{"data": {}}'})  # fmt: skip
+            pipe.xadd(STREAM, relay_fields(n))
         return [entry_id.decode() for entry_id in await pipe.execute()]
 
 
