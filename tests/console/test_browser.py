@@ -20,7 +20,7 @@ from tests.console.browser import chromium, viewport
 from tests.operator.conftest import TOKEN
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
-from tests.support.signing import SECRET, event_body, sign
+from tests.support.signing import event_body, sign
 from tests.support.waiting import wait_for_sync
 
 pytestmark = pytest.mark.process
@@ -29,29 +29,6 @@ STREAM = "anyformat:events"
 QUIET_STREAM = "anyformat:events:extraction.failed"  # no delivery here: a failed event
 HOSTILE_GROUP = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 DELIVERIES = 12
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def relay(redis_server: RedisServer) -> Iterator[RelayProcess]:
-    process = RelayProcess(
-        {
-            "RELAY_REDIS_URL": redis_server.url,
-            "RELAY_REGISTER": "false",
-            "RELAY_WEBHOOK_SECRET": SECRET,
-            "RELAY_ADMIN_TOKEN": TOKEN,
-        }
-    )
-    process.start()
-    yield process
-    process.kill()
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,9 @@ import redis
 
 from tests.console.browser import chromium, viewport
 from tests.console.test_browser import log_in, no_script_ran
-from tests.operator.conftest import TOKEN
 from tests.support.process import RelayProcess
 from tests.support.redis_server import RedisServer
-from tests.support.signing import SECRET, event_body, sign
+from tests.support.signing import event_body, sign
 from tests.support.waiting import wait_for_sync
 
 pytestmark = pytest.mark.process
@@ -32,29 +31,6 @@ GROUP = "billing"
 MARKUP = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=2>"
 FAILING = 3
 WORKER_METRICS: list[str] = []  # the worker's /metrics URL, once it runs
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def relay(redis_server: RedisServer) -> Iterator[RelayProcess]:
-    process = RelayProcess(
-        {
-            "RELAY_REDIS_URL": redis_server.url,
-            "RELAY_REGISTER": "false",
-            "RELAY_WEBHOOK_SECRET": SECRET,
-            "RELAY_ADMIN_TOKEN": TOKEN,
-        }
-    )
-    process.start()
-    yield process
-    process.kill()
 
 
 def deliver(relay: RelayProcess, msg_id: str, **extra: str) -> None:
