@@ -156,7 +156,9 @@ def test_a_replay_from_the_dead_letter_page_puts_each_entry_back_once(
     for box in driver.find_elements(By.CSS_SELECTOR, 'input[name="ids"]')[:2]:
         box.click()
     driver.find_element(By.CSS_SELECTOR, 'button[value="replay"]').click()
-    matched = driver.find_element(By.CSS_SELECTOR, '[data-figure="matched"]').text
+    matched = wait_for_sync(  # the click submits a form: the next page is not there yet
+        lambda: text_of(driver, '[data-figure="matched"]'), what="the dry run's count"
+    )
     assert matched == "2" and dead.xlen(f"{STREAM}:dlq") == FAILING  # counted, not done
     driver.save_screenshot(str(shots / "replay-confirm.png"))
     driver.find_element(By.ID, "confirm").click()

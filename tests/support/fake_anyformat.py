@@ -239,7 +239,8 @@ class FakeAnyFormat(_V3):
         app.router.add_get("/v3/workflows/", self._list_workflows)
         app.router.add_get("/v3/workflows/{workflow_id}/runs/", self._list_runs)
         app.router.add_get("/v3/runs/{run_id}/", self._get_run)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A request still held at close (a delay, a held method) must not hold the teardown.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
